@@ -1,0 +1,449 @@
+/* One Redis connection and the library's own I/O loop.
+ *
+ * hiredis 0.14.1's socket timeout bounds each read(), not a command: a server
+ * that drips a byte every 80 ms keeps a 100 ms-timeout call busy forever. So
+ * we own the loop: send()/recv() with MSG_DONTWAIT (the socket itself stays
+ * blocking for ck_client_run's hiredis calls), poll() against one absolute
+ * CLOCK_MONOTONIC deadline, and hiredis only as the RESP codec. MSG_NOSIGNAL
+ * keeps SIGPIPE out of the host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CK__RECV_CHUNK 16384
+
+const char *ck__fail_str(ck__fail f)
+{
+    switch (f) {
+    case CK__FAIL_NONE:      return "ok";
+    case CK__FAIL_TIMEOUT:   return "timed out";
+    case CK__FAIL_IO:        return "connection failed";
+    case CK__FAIL_TOO_LARGE: return "reply larger than max_reply_bytes";
+    case CK__FAIL_PROTOCOL:  return "protocol error";
+    case CK__FAIL_NOMEM:     return "out of memory";
+    }
+    return "unknown";
+}
+
+/* Wait for `events` on fd until the deadline. Returns revents, 0 on timeout,
+ * -1 on a poll error. */
+static int ck__wait(int fd, short events, int64_t deadline_ns)
+{
+    struct pollfd p;
+
+    p.fd = fd;
+    p.events = events;
+    for (;;) {
+        int64_t left = deadline_ns - ck__now_ns();
+        int ms, r;
+
+        if (left <= 0)
+            return 0;
+        /* round up so that we never wake before the deadline and spin */
+        ms = left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
+        p.revents = 0;
+        r = poll(&p, 1, ms);
+        if (r > 0)
+            return p.revents;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static int ck__set_blocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+/* Non-blocking connect of one address, bounded by the deadline. */
+static int ck__connect_addr(int family, const struct sockaddr *sa, socklen_t salen,
+                            int64_t deadline_ns, ck__fail *why)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int err = 0;
+    socklen_t elen = sizeof err;
+
+    if (fd < 0) {
+        *why = CK__FAIL_IO;
+        return -1;
+    }
+    if (connect(fd, sa, salen) != 0) {
+        int rev;
+
+        if (errno != EINPROGRESS) { /* refused, unreachable, or a unix backlog full */
+            close(fd);
+            *why = CK__FAIL_IO;
+            return -1;
+        }
+        rev = ck__wait(fd, POLLOUT, deadline_ns);
+        if (rev <= 0) {
+            close(fd);
+            *why = rev == 0 ? CK__FAIL_TIMEOUT : CK__FAIL_IO;
+            return -1;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            close(fd);
+            *why = CK__FAIL_IO;
+            return -1;
+        }
+    }
+    if (family != AF_UNIX) {
+        int one = 1;
+        /* requests are small: never let Nagle hold one back */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
+    if (ck__set_blocking(fd) != 0) {
+        close(fd);
+        *why = CK__FAIL_IO;
+        return -1;
+    }
+    return fd;
+}
+
+static int ck__connect_fd(const ck__url *u, int64_t deadline_ns, ck__fail *why)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[8];
+    int fd = -1;
+
+    if (u->is_unix) {
+        struct sockaddr_un sa;
+
+        memset(&sa, 0, sizeof sa);
+        sa.sun_family = AF_UNIX;
+        memcpy(sa.sun_path, u->path, strlen(u->path) + 1); /* length checked by the parser */
+        return ck__connect_addr(AF_UNIX, (const struct sockaddr *)&sa, sizeof sa, deadline_ns,
+                                why);
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", u->port);
+    /* getaddrinfo() is not bounded by the deadline (documented); a numeric
+     * address resolves without any I/O. */
+    if (getaddrinfo(u->host, port, &hints, &res) != 0 || res == NULL) {
+        *why = CK__FAIL_IO;
+        return -1;
+    }
+    *why = CK__FAIL_IO;
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        if (ck__now_ns() >= deadline_ns) {
+            *why = CK__FAIL_TIMEOUT;
+            break;
+        }
+        fd = ck__connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ns, why);
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static ck__fail ck__send_all(int fd, const char *buf, size_t len, int64_t deadline_ns)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t n = send(fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rev = ck__wait(fd, POLLOUT, deadline_ns);
+            if (rev == 0)
+                return CK__FAIL_TIMEOUT;
+            if (rev < 0 || (rev & (POLLERR | POLLNVAL)))
+                return CK__FAIL_IO;
+            continue;
+        }
+        return CK__FAIL_IO;
+    }
+    return CK__FAIL_NONE;
+}
+
+/* The length announced by a bulk string header at the reader's cursor, or -1.
+ * Lets us refuse an oversized value after its first bytes instead of buffering
+ * it whole. */
+static long long ck__pending_bulk_len(const redisReader *r)
+{
+    const char *p = r->buf + r->pos, *end = r->buf + r->len;
+    long long v = 0;
+
+    if (p >= end || *p != '$')
+        return -1;
+    for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (v > (LLONG_MAX - 9) / 10)
+            return LLONG_MAX;
+        v = v * 10 + (*p - '0');
+    }
+    return v;
+}
+
+/* Read one reply, bounded by deadline and size. */
+static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_bytes,
+                               redisReply **out, size_t *received)
+{
+    redisContext *ctx = cn->ctx;
+    size_t got = 0;
+    char buf[CK__RECV_CHUNK];
+
+    *out = NULL;
+    for (;;) {
+        void *reply = NULL;
+        ssize_t n;
+
+        if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK)
+            return ctx->reader->err == REDIS_ERR_OOM ? CK__FAIL_NOMEM : CK__FAIL_PROTOCOL;
+        if (reply != NULL) {
+            *out = reply;
+            return CK__FAIL_NONE;
+        }
+        if (ck__pending_bulk_len(ctx->reader) > (long long)max_bytes)
+            return CK__FAIL_TOO_LARGE;
+        n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t)n;
+            *received += (size_t)n;
+            /* everything this reply buffered so far counts, whatever its shape */
+            if (got > max_bytes + 64)
+                return CK__FAIL_TOO_LARGE;
+            if (redisReaderFeed(ctx->reader, buf, (size_t)n) != REDIS_OK)
+                return CK__FAIL_PROTOCOL;
+            continue;
+        }
+        if (n == 0)
+            return CK__FAIL_IO; /* EOF: the server closed */
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rev = ck__wait(ctx->fd, POLLIN, deadline_ns);
+            if (rev == 0)
+                return CK__FAIL_TIMEOUT;
+            if (rev < 0 || (rev & POLLNVAL))
+                return CK__FAIL_IO;
+            continue; /* POLLIN or POLLHUP/POLLERR: recv tells which */
+        }
+        return CK__FAIL_IO;
+    }
+}
+
+ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *const *const *argv,
+                           const size_t *const *argvlen, int64_t deadline_ns,
+                           size_t max_reply_bytes, redisReply **replies, ck__io *io)
+{
+    char *cmd = NULL;
+    size_t total = 0;
+    ck__fail f;
+    int i;
+
+    io->sent = 0;
+    io->received = 0;
+    for (i = 0; i < n; i++)
+        replies[i] = NULL;
+    /* Format all commands into one buffer: one write, one round trip. */
+    for (i = 0; i < n; i++) {
+        char *one = NULL;
+        int len = redisFormatCommandArgv(&one, argc[i], (const char **)argv[i], argvlen[i]);
+        char *grown;
+
+        if (len < 0) {
+            free(cmd);
+            return CK__FAIL_NOMEM;
+        }
+        grown = realloc(cmd, total + (size_t)len);
+        if (grown == NULL) {
+            redisFreeCommand(one);
+            free(cmd);
+            return CK__FAIL_NOMEM;
+        }
+        cmd = grown;
+        memcpy(cmd + total, one, (size_t)len);
+        total += (size_t)len;
+        redisFreeCommand(one);
+    }
+    f = ck__send_all(cn->ctx->fd, cmd, total, deadline_ns);
+    free(cmd);
+    if (f != CK__FAIL_NONE)
+        return f;
+    io->sent = 1;
+    for (i = 0; i < n; i++) {
+        f = ck__read_reply(cn, deadline_ns, max_reply_bytes, &replies[i], &io->received);
+        if (f != CK__FAIL_NONE) {
+            while (i-- > 0) {
+                freeReplyObject(replies[i]);
+                replies[i] = NULL;
+            }
+            return f;
+        }
+    }
+    return CK__FAIL_NONE;
+}
+
+int ck__conn_reusable(ck__conn *cn)
+{
+    struct pollfd p;
+
+    /* A healthy idle connection has nothing to read: readable means EOF (the
+     * server closed it, e.g. CLIENT KILL or timeout) or stray bytes (a late
+     * reply) — both make it unusable. */
+    p.fd = cn->ctx->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, 0) != 0)
+        return 0;
+    return cn->ctx->err == 0 && cn->ctx->reader->pos >= cn->ctx->reader->len;
+}
+
+void ck__conn_free(ck__conn *cn)
+{
+    if (cn == NULL)
+        return;
+    redisFree(cn->ctx); /* closes the fd; sends nothing */
+    free(cn);
+}
+
+static int ck__info_evicting(const redisReply *r)
+{
+    static const char field[] = "maxmemory_policy:";
+    const char *p, *end;
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->str == NULL)
+        return 0;
+    end = r->str + r->len;
+    for (p = r->str; p + sizeof field - 1 <= end; p++) {
+        if (memcmp(p, field, sizeof field - 1) == 0) {
+            p += sizeof field - 1;
+            return !((size_t)(end - p) >= 10 && memcmp(p, "noeviction", 10) == 0);
+        }
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (p == NULL)
+            break;
+    }
+    return 0;
+}
+
+ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger *lg,
+                        int *want_info, int *evicting, ck__conn **out, ck__fail *why)
+{
+    const char *argv[4][3];
+    size_t lens[4][3];
+    const char *const *av[4];
+    const size_t *lv[4];
+    int argc[4], n = 0, i, fd, i_auth = -1, i_select = -1, i_name, i_info = -1;
+    char dbbuf[16], name[32];
+    redisReply *rep[4];
+    ck__conn *cn;
+    ck__io io;
+    ck_status st = CK_OK;
+
+    *out = NULL;
+    *why = CK__FAIL_NONE;
+    fd = ck__connect_fd(u, deadline_ns, why);
+    if (fd < 0)
+        return CK_E_UNAVAILABLE;
+    cn = calloc(1, sizeof *cn);
+    if (cn == NULL || (cn->ctx = redisConnectFd(fd)) == NULL) {
+        if (cn == NULL || cn->ctx == NULL)
+            close(fd);
+        free(cn);
+        *why = CK__FAIL_NOMEM;
+        return CK_E_NOMEM;
+    }
+    if (cn->ctx->err != 0) {
+        ck__conn_free(cn);
+        *why = CK__FAIL_IO;
+        return CK_E_UNAVAILABLE;
+    }
+    /* The handshake is pipelined: one round trip whatever it contains. */
+    if (u->pass != NULL) {
+        i_auth = n;
+        argv[n][0] = "AUTH"; lens[n][0] = 4;
+        if (u->user != NULL) {
+            argv[n][1] = u->user; lens[n][1] = strlen(u->user);
+            argv[n][2] = u->pass; lens[n][2] = strlen(u->pass);
+            argc[n++] = 3;
+        } else {
+            argv[n][1] = u->pass; lens[n][1] = strlen(u->pass);
+            argc[n++] = 2;
+        }
+    }
+    if (u->db != 0) {
+        i_select = n;
+        snprintf(dbbuf, sizeof dbbuf, "%d", u->db);
+        argv[n][0] = "SELECT"; lens[n][0] = 6;
+        argv[n][1] = dbbuf; lens[n][1] = strlen(dbbuf);
+        argc[n++] = 2;
+    }
+    snprintf(name, sizeof name, "ck:%ld", (long)getpid());
+    i_name = n;
+    argv[n][0] = "CLIENT"; lens[n][0] = 6;
+    argv[n][1] = "SETNAME"; lens[n][1] = 7;
+    argv[n][2] = name; lens[n][2] = strlen(name);
+    argc[n++] = 3;
+    if (*want_info) {
+        i_info = n;
+        argv[n][0] = "INFO"; lens[n][0] = 4;
+        argv[n][1] = "memory"; lens[n][1] = 6;
+        argc[n++] = 2;
+    }
+    for (i = 0; i < n; i++) {
+        av[i] = argv[i];
+        lv[i] = lens[i];
+    }
+    *why = ck__conn_pipeline(cn, n, argc, av, lv, deadline_ns, 1 << 20, rep, &io);
+    if (*why != CK__FAIL_NONE) {
+        ck__conn_free(cn);
+        return *why == CK__FAIL_NOMEM ? CK_E_NOMEM : CK_E_UNAVAILABLE;
+    }
+    if (i_auth >= 0 && rep[i_auth]->type == REDIS_REPLY_ERROR) {
+        char e[96], user[72];
+        ck__log_sanitize(e, sizeof e, rep[i_auth]->str, rep[i_auth]->len);
+        ck__log_sanitize(user, sizeof user, u->user != NULL ? u->user : "default",
+                         u->user != NULL ? strlen(u->user) : 7);
+        /* never the password: only the user name and the server's words */
+        ck__log(lg, CK_LOG_ERROR, "redis authentication failed for user %s: %s", user, e);
+        st = CK_E_UNAVAILABLE;
+    } else if (i_select >= 0 && rep[i_select]->type == REDIS_REPLY_ERROR) {
+        char e[96];
+        ck__log_sanitize(e, sizeof e, rep[i_select]->str, rep[i_select]->len);
+        ck__log(lg, CK_LOG_ERROR, "redis SELECT %d failed: %s", u->db, e);
+        st = CK_E_UNAVAILABLE;
+    } else if (rep[i_name]->type == REDIS_REPLY_ERROR) {
+        /* CLIENT SETNAME refused (an ACL without it): harmless, say so once */
+        ck__log(lg, CK_LOG_DEBUG, "CLIENT SETNAME refused; connections stay unnamed");
+    }
+    if (st == CK_OK && i_info >= 0) {
+        *want_info = 0;
+        if (rep[i_info]->type == REDIS_REPLY_ERROR)
+            ck__log(lg, CK_LOG_DEBUG, "INFO memory refused; cannot check maxmemory_policy");
+        else
+            *evicting = ck__info_evicting(rep[i_info]);
+    }
+    for (i = 0; i < n; i++)
+        freeReplyObject(rep[i]);
+    if (st != CK_OK) {
+        *why = CK__FAIL_IO;
+        ck__conn_free(cn);
+        return st;
+    }
+    *out = cn;
+    return CK_OK;
+}
