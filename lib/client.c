@@ -393,12 +393,13 @@ static ck_status ck__lease_connect(ck_client *c, ck__lease *l)
     char what[96];
     ck__conn *cn = NULL;
     ck__fail why;
+    int sys_err;
     ck_status st;
 
     pthread_mutex_lock(&c->mu);
     want_info = c->want_info;
     pthread_mutex_unlock(&c->mu);
-    st = ck__conn_open(&c->url, deadline, &c->log, &want_info, &evicting, &cn, &why);
+    st = ck__conn_open(&c->url, deadline, &c->log, &want_info, &evicting, &cn, &why, &sys_err);
     pthread_mutex_lock(&c->mu);
     if (st != CK_OK) {
         c->n_open--;
@@ -413,7 +414,12 @@ static ck_status ck__lease_connect(ck_client *c, ck__lease *l)
     }
     pthread_mutex_unlock(&c->mu);
     if (st != CK_OK) {
-        snprintf(what, sizeof what, "connect: %s", ck__fail_str(why));
+        char es[64];
+
+        if (sys_err != 0 && strerror_r(sys_err, es, sizeof es) == 0)
+            snprintf(what, sizeof what, "connect: %s", es);
+        else
+            snprintf(what, sizeof what, "connect: %s", ck__fail_str(why));
         ck__note_failure(c, l->probe, what);
         return st == CK_E_NOMEM ? CK_E_NOMEM : CK_E_UNAVAILABLE;
     }

@@ -71,13 +71,14 @@ static int ck__set_blocking(int fd)
 
 /* Non-blocking connect of one address, bounded by the deadline. */
 static int ck__connect_addr(int family, const struct sockaddr *sa, socklen_t salen,
-                            int64_t deadline_ns, ck__fail *why)
+                            int64_t deadline_ns, ck__fail *why, int *sys_err)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int err = 0;
     socklen_t elen = sizeof err;
 
     if (fd < 0) {
+        *sys_err = errno;
         *why = CK__FAIL_IO;
         return -1;
     }
@@ -85,17 +86,20 @@ static int ck__connect_addr(int family, const struct sockaddr *sa, socklen_t sal
         int rev;
 
         if (errno != EINPROGRESS) { /* refused, unreachable, or a unix backlog full */
+            *sys_err = errno;
             close(fd);
             *why = CK__FAIL_IO;
             return -1;
         }
         rev = ck__wait(fd, POLLOUT, deadline_ns);
         if (rev <= 0) {
+            *sys_err = rev == 0 ? ETIMEDOUT : errno;
             close(fd);
             *why = rev == 0 ? CK__FAIL_TIMEOUT : CK__FAIL_IO;
             return -1;
         }
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            *sys_err = err != 0 ? err : errno;
             close(fd);
             *why = CK__FAIL_IO;
             return -1;
@@ -108,6 +112,7 @@ static int ck__connect_addr(int family, const struct sockaddr *sa, socklen_t sal
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     }
     if (ck__set_blocking(fd) != 0) {
+        *sys_err = errno;
         close(fd);
         *why = CK__FAIL_IO;
         return -1;
@@ -115,7 +120,7 @@ static int ck__connect_addr(int family, const struct sockaddr *sa, socklen_t sal
     return fd;
 }
 
-static int ck__connect_fd(const ck__url *u, int64_t deadline_ns, ck__fail *why)
+static int ck__connect_fd(const ck__url *u, int64_t deadline_ns, ck__fail *why, int *sys_err)
 {
     struct addrinfo hints, *res = NULL, *ai;
     char port[8];
@@ -128,7 +133,7 @@ static int ck__connect_fd(const ck__url *u, int64_t deadline_ns, ck__fail *why)
         sa.sun_family = AF_UNIX;
         memcpy(sa.sun_path, u->path, strlen(u->path) + 1); /* length checked by the parser */
         return ck__connect_addr(AF_UNIX, (const struct sockaddr *)&sa, sizeof sa, deadline_ns,
-                                why);
+                                why, sys_err);
     }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -139,15 +144,18 @@ static int ck__connect_fd(const ck__url *u, int64_t deadline_ns, ck__fail *why)
      * address resolves without any I/O. */
     if (getaddrinfo(u->host, port, &hints, &res) != 0 || res == NULL) {
         *why = CK__FAIL_IO;
+        *sys_err = EHOSTUNREACH; /* name did not resolve */
         return -1;
     }
     *why = CK__FAIL_IO;
     for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
         if (ck__now_ns() >= deadline_ns) {
             *why = CK__FAIL_TIMEOUT;
+            *sys_err = ETIMEDOUT;
             break;
         }
-        fd = ck__connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ns, why);
+        fd = ck__connect_addr(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ns, why,
+                              sys_err);
     }
     freeaddrinfo(res);
     return fd;
@@ -341,7 +349,8 @@ static int ck__info_evicting(const redisReply *r)
 }
 
 ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger *lg,
-                        int *want_info, int *evicting, ck__conn **out, ck__fail *why)
+                        int *want_info, int *evicting, ck__conn **out, ck__fail *why,
+                        int *sys_err)
 {
     const char *argv[4][3];
     size_t lens[4][3];
@@ -356,7 +365,8 @@ ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger 
 
     *out = NULL;
     *why = CK__FAIL_NONE;
-    fd = ck__connect_fd(u, deadline_ns, why);
+    *sys_err = 0;
+    fd = ck__connect_fd(u, deadline_ns, why, sys_err);
     if (fd < 0)
         return CK_E_UNAVAILABLE;
     cn = calloc(1, sizeof *cn);
@@ -426,8 +436,12 @@ ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger 
         ck__log_sanitize(e, sizeof e, rep[i_select]->str, rep[i_select]->len);
         ck__log(lg, CK_LOG_ERROR, "redis SELECT %d failed: %s", u->db, e);
         st = CK_E_UNAVAILABLE;
+    } else if (rep[i_name]->type == REDIS_REPLY_ERROR && rep[i_name]->len >= 6 &&
+               memcmp(rep[i_name]->str, "NOAUTH", 6) == 0) {
+        ck__log(lg, CK_LOG_ERROR, "redis requires a password and the url gives none");
+        st = CK_E_UNAVAILABLE;
     } else if (rep[i_name]->type == REDIS_REPLY_ERROR) {
-        /* CLIENT SETNAME refused (an ACL without it): harmless, say so once */
+        /* CLIENT SETNAME refused (an ACL without it): harmless */
         ck__log(lg, CK_LOG_DEBUG, "CLIENT SETNAME refused; connections stay unnamed");
     }
     if (st == CK_OK && i_info >= 0) {

@@ -110,9 +110,11 @@ typedef struct ck__io {
 const char *ck__fail_str(ck__fail f);
 /* Connect (TCP or unix) and run the handshake: AUTH, SELECT, CLIENT SETNAME,
  * and INFO memory when *want_info (cleared once it was read: the caller
- * logs the eviction warning from *evicting). All within deadline_ns. */
+ * logs the eviction warning from *evicting). All within deadline_ns.
+ * *sys_err: the errno of a failed connect (0 when the handshake failed). */
 ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger *lg,
-                        int *want_info, int *evicting, ck__conn **out, ck__fail *why);
+                        int *want_info, int *evicting, ck__conn **out, ck__fail *why,
+                        int *sys_err);
 void ck__conn_free(ck__conn *cn);
 /* 1 when the pooled connection may be reused: no hang-up, no stray bytes. */
 int ck__conn_reusable(ck__conn *cn);
