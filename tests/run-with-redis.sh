@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Run libcachekit's tests (or any command) against a private, throwaway
+# redis-server on a free loopback port (never 6379), and always stop it again.
+#
+#   tests/run-with-redis.sh BIN...           run each test binary in turn (one
+#                                            failure hides no other), print the
+#                                            line "N passed, N failed", exit 1
+#                                            if any failed
+#   tests/run-with-redis.sh -- CMD [ARG...]  run one command, exit with its status
+#
+# What BIN / CMD sees in its environment:
+#   CACHEKIT_TEST_REDIS_URL      redis://127.0.0.1:PORT/0
+#   CACHEKIT_TEST_REDIS_SOCK     the unix socket of the same server
+#   CACHEKIT_TEST_REDIS_PORT     PORT
+#   CACHEKIT_TEST_REDIS_PIDFILE  the server's pidfile (a demo may stop the server)
+# What this script reads:
+#   CACHEKIT_TEST_WRAPPER   command put in front of each BIN, word-split
+#                           (make valgrind sets "valgrind --leak-check=full ...")
+#   CACHEKIT_TEST_TIMEOUT   seconds one BIN may run, default 900 (0 = no limit)
+#   REDIS_SERVER, REDIS_CLI default redis-server, redis-cli
+#
+# Before each BIN the server gets FLUSHALL, and it is restarted (on a new
+# port) if a previous binary left it dead or unreachable.
+set -uo pipefail
+
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+REDIS_CLI=${REDIS_CLI:-redis-cli}
+TIMEOUT=${CACHEKIT_TEST_TIMEOUT:-900}
+
+say() { printf 'run-with-redis: %s\n' "$*" >&2; }
+
+for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
+    if ! command -v "$prog" >/dev/null 2>&1; then
+        say "$prog not found (Debian: apt-get install redis-server redis-tools, or 'make deps')"
+        exit 2
+    fi
+done
+
+tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/ckredis.XXXXXX") || exit 2
+pidfile=$tmpdir/redis.pid
+sock=$tmpdir/redis.sock
+logfile=$tmpdir/redis.log
+port=
+pid=
+child=
+
+# Redis 7 refuses DEBUG (DEBUG SLEEP is a fault test) unless enabled; older
+# servers do not know the option and allow DEBUG anyway.
+extra_args=()
+redis_major=$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
+if [ "${redis_major:-0}" -ge 7 ]; then
+    extra_args+=(--enable-debug-command yes)
+fi
+
+cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+
+port_busy() { # something accepts connections on 127.0.0.1:$1
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+is_our_redis() { # $pid is alive and (where /proc tells) still a redis-server
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    if [ -r "/proc/$pid/comm" ]; then
+        case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
+        redis-server*|redis-check*) return 0 ;;
+        *) return 1 ;;
+        esac
+    fi
+    return 0
+}
+
+stop_redis() {
+    if is_our_redis; then
+        kill -CONT "$pid" 2>/dev/null   # a test may have left it SIGSTOPped
+        kill -TERM "$pid" 2>/dev/null
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "redis-server $pid ignored SIGTERM for 5 s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        say "stopped redis-server $pid"
+    fi
+    pid=
+    rm -f "$pidfile" "$sock"
+}
+
+start_redis() {
+    local attempt i
+    for ((attempt = 1; attempt <= 10; attempt++)); do
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+        port_busy "$port" && continue
+        rm -f "$pidfile" "$sock"
+        : >"$logfile"
+        "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize yes --pidfile "$pidfile" --dir "$tmpdir" --logfile "$logfile" \
+            --unixsocket "$sock" --unixsocketperm 700 "${extra_args[@]}" >/dev/null 2>&1 ||
+            { say "redis-server failed to start:"; cat "$logfile" >&2; return 1; }
+        # Poll (bounded, ~10 s) until it answers and is the server we started.
+        for ((i = 0; i < 200; i++)); do
+            if [ -s "$pidfile" ]; then
+                pid=$(cat "$pidfile" 2>/dev/null)
+                if [ "$(cli ping)" = PONG ] &&
+                    cli info server | tr -d '\r' | grep -qx "process_id:${pid}"; then
+                    export CACHEKIT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+                    export CACHEKIT_TEST_REDIS_SOCK="$sock"
+                    export CACHEKIT_TEST_REDIS_PORT="$port"
+                    export CACHEKIT_TEST_REDIS_PIDFILE="$pidfile"
+                    say "redis-server $pid listening on 127.0.0.1:$port and $sock"
+                    return 0
+                fi
+            fi
+            if grep -qiE 'address already in use|could not create server|failed listening' \
+                "$logfile" 2>/dev/null; then
+                break
+            fi
+            sleep 0.05
+        done
+        say "redis-server did not come up on port $port (attempt $attempt):"
+        tail -n 5 "$logfile" >&2
+        stop_redis
+    done
+    say "giving up: no redis-server could be started"
+    return 1
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        kill -TERM "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
+    stop_redis
+    rm -rf "$tmpdir"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Run "$@" as a child we can wait for interruptibly (so INT/TERM reach the
+# trap at once), keeping our stdin. Sets $status.
+run_child() {
+    "$@" <&0 &
+    child=$!
+    wait "$child"
+    status=$?
+    child=
+}
+
+start_redis || exit 2
+
+if [ "${1:-}" = "--" ]; then
+    shift
+    [ $# -gt 0 ] || { say "nothing to run after --"; exit 2; }
+    run_child "$@"
+    exit "$status"
+fi
+
+[ $# -gt 0 ] || { say "usage: $0 BIN... | $0 -- CMD [ARG...]"; exit 2; }
+
+read -r -a wrapper <<<"${CACHEKIT_TEST_WRAPPER:-}"
+limit=()
+if [ "$TIMEOUT" != 0 ] && command -v timeout >/dev/null 2>&1; then
+    limit=(timeout -k 10 "$TIMEOUT")
+fi
+
+passed=0
+failed=0
+failed_names=()
+for bin in "$@"; do
+    name=$(basename "$bin")
+    if ! is_our_redis || [ "$(cli ping)" != PONG ]; then
+        say "the shared redis-server is gone or unresponsive: starting a new one"
+        stop_redis
+        start_redis || exit 2
+    fi
+    cli flushall >/dev/null
+    printf '=== %s\n' "$name"
+    t0=$(date +%s)
+    run_child "${limit[@]}" "${wrapper[@]}" "$bin"
+    secs=$(($(date +%s) - t0))
+    if [ "$status" -eq 0 ]; then
+        passed=$((passed + 1))
+        printf -- '--- PASS: %s (%ss)\n' "$name" "$secs"
+    else
+        failed=$((failed + 1))
+        failed_names+=("$name")
+        why="exit status $status"
+        [ "$status" -eq 124 ] && [ ${#limit[@]} -gt 0 ] && why="timed out after ${TIMEOUT}s"
+        [ "$status" -gt 128 ] && [ "$status" -ne 124 ] && why="killed by signal $((status - 128))"
+        printf -- '--- FAIL: %s (%s, %ss)\n' "$name" "$why" "$secs"
+    fi
+done
+
+stop_redis   # first, so that the summary is the last line printed
+[ "$failed" -eq 0 ] || printf 'failed: %s\n' "${failed_names[*]}"
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
