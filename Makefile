@@ -104,7 +104,7 @@ SQLITE_EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(shell grep -l '<sql
 PUBLIC_HEADERS := include/cachekit.h $(sort $(wildcard include/cachekit/*.h))
 DEPS_SH := sh scripts/deps.sh
 
-.PHONY: all lib deps check check-build check-headers run-tests valgrind bench examples \
+.PHONY: all lib deps check check-build check-headers run-tests valgrind bench bench-build examples \
 	demo install uninstall clean FORCE
 .DEFAULT_GOAL := all
 
@@ -176,7 +176,7 @@ endif
 
 run-tests:
 ifeq ($(strip $(SELECTED_TESTS)),)
-	@echo "no test matches TESTS='$(TESTS)' (have: $(ALL_TESTS))"; exit 1
+	@echo "no test to run: TESTS='$(TESTS)', tests/check_*.c: $(or $(ALL_TESTS),none)"; exit 1
 else
 	$(Q)$(RUN_ENV) tests/run-with-redis.sh $(TEST_BINS)
 endif
@@ -210,7 +210,9 @@ $(B)/bench/%: tests/bench/%.c $(B)/$(STLIBNAME) $(B)/.flags
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(ALL_LDFLAGS) -o $@ $< $(B)/$(STLIBNAME) $(DEP_LIBS)
 
-bench: $(BENCH_BINS)
+bench-build: $(BENCH_BINS)
+
+bench: bench-build
 ifeq ($(strip $(BENCH_BINS)),)
 	@echo "bench: no benchmarks in tests/bench/*.c yet"
 else
