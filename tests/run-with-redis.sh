@@ -52,7 +52,12 @@ if [ "${redis_major:-0}" -ge 7 ]; then
     extra_args+=(--enable-debug-command yes)
 fi
 
-cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+# Bounded: a server a test left SIGSTOPped still accepts connections.
+if command -v timeout >/dev/null 2>&1; then
+    cli() { timeout 5 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+else
+    cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+fi
 
 port_busy() { # something accepts connections on 127.0.0.1:$1
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
