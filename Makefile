@@ -174,15 +174,20 @@ else
 RUN_ENV :=
 endif
 
+# tests/exports.sh on the shared library, then (whatever it said) the suites,
+# whose "N passed, N failed" stays the last line.
 run-tests:
 ifeq ($(strip $(SELECTED_TESTS)),)
 	@echo "no test to run: TESTS='$(TESTS)', tests/check_*.c: $(or $(ALL_TESTS),none)"; exit 1
 else
-	$(Q)$(RUN_ENV) tests/run-with-redis.sh $(TEST_BINS)
-endif
-	$(Q)if [ -f tests/exports.sh ]; then \
+	$(Q)rc=0; \
+	if [ -f tests/exports.sh ]; then \
 		echo "=== exports.sh $(B)/$(SONAME)"; \
-		CACHEKIT_SHLIB=$(B)/$(SONAME) sh tests/exports.sh $(B)/$(SONAME); fi
+		CACHEKIT_SHLIB=$(B)/$(SONAME) sh tests/exports.sh $(B)/$(SONAME) || rc=1; \
+	fi; \
+	$(RUN_ENV) tests/run-with-redis.sh $(TEST_BINS) || rc=1; \
+	exit $$rc
+endif
 
 # Sub-makes run in sequence: deps first, then a fresh make that can ask
 # pkg-config, then the run.
