@@ -207,6 +207,11 @@ ck_status ck_client_new(const ck_options *o, ck_client **out)
         ck__log(&lg, CK_LOG_ERROR, "ck_client_new: %s", why);
         return CK_E_INVALID;
     }
+    if (o->url != NULL && o->url[0] == '\0') {
+        /* an explicit empty URL is a mistake, not a request for the default */
+        ck__log(&lg, CK_LOG_ERROR, "ck_client_new: url is empty (NULL means the default)");
+        return CK_E_INVALID;
+    }
     url = o->url != NULL ? o->url : getenv("CACHEKIT_REDIS_URL");
     if (url == NULL || url[0] == '\0')
         url = "redis://127.0.0.1:6379/0";

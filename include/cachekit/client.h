@@ -33,7 +33,7 @@ typedef enum {
  */
 typedef struct ck_options {
     /** redis://[user[:pass]@]host[:port][/db] or unix:///path[?db=N].
-     *  NULL: $CACHEKIT_REDIS_URL, else redis://127.0.0.1:6379/0.
+     *  NULL: $CACHEKIT_REDIS_URL, else redis://127.0.0.1:6379/0; "" is CK_E_INVALID.
      *  User and password may be percent-encoded. Host names are resolved with
      *  getaddrinfo(), which the connect deadline does NOT bound: use numeric
      *  addresses or unix sockets where that matters. */
