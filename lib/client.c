@@ -561,6 +561,17 @@ ck_status ck__lease_exec(ck__lease *l, int argc, const char **argv, const size_t
             ck__log(&c->log, CK_LOG_ERROR, "redis %s (connection closed)", what);
             return CK_E_PROTOCOL;
         default:
+            if (l->reused && l->fail == CK__FAIL_IO && io.received == 0) {
+                /* A pooled connection the server closed while it sat idle
+                 * (CLIENT KILL, timeout, restart) whose FIN the checkout did
+                 * not see yet: says nothing about Redis now. The caller
+                 * retries or reports it; the breaker hears the next attempt. */
+                l->stale = 1;
+                ck__breaker_abort_probe(&c->br, l->probe);
+                ck__log(&c->log, CK_LOG_INFO, "redis %s on a pooled connection closed by the server",
+                        what);
+                return CK_E_UNAVAILABLE;
+            }
             ck__note_failure(c, l->probe, what);
             return CK_E_UNAVAILABLE;
         }
@@ -603,9 +614,11 @@ ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv
         /* A pooled connection that died while idle (its FIN not yet seen at
          * checkout) fails at once with no reply byte: an idempotent command
          * is safe to send once more on a fresh connection. */
-        if (st == CK_E_UNAVAILABLE && attempt == 0 && l.reused && !(flags & CK__CMD_WRITE) &&
-            l.fail == CK__FAIL_IO && l.io.received == 0)
-            continue;
+        if (st == CK_E_UNAVAILABLE && l.stale) {
+            if (attempt == 0 && !(flags & CK__CMD_WRITE))
+                continue;
+            ck__count(c, CK__ST_REDIS_ERRORS, 1);
+        }
         return st;
     }
 }

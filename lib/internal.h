@@ -144,6 +144,8 @@ typedef struct ck__lease {
     int reused;          /* the connection came from the pool (not fresh) */
     int failed;          /* the connection failed: discard it */
     int unavailable;     /* Redis said it can't serve (LOADING, BUSY, ...) */
+    int stale;           /* a pooled connection turned out closed (no reply byte):
+                            not an outage, the breaker is not fed */
     ck__fail fail;       /* how the last exec failed */
     ck__io io;           /* what the last exec sent and received */
     int64_t deadline_ns;
@@ -161,7 +163,8 @@ void ck__lease_put(ck__lease *l);
 
 /* One command on its own lease (get, exec, put). Idempotent commands
  * (flags without CK__CMD_WRITE) are retried once on a fresh connection when a
- * pooled connection turns out to be dead before any reply byte arrived. */
+ * pooled connection turns out to be dead before any reply byte arrived
+ * (lease.stale); ck__eval does the same for scripts without CK__CMD_WRITE. */
 ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv,
                       const size_t *argvlen, unsigned flags, redisReply **out,
                       int *ambiguous);
