@@ -104,7 +104,7 @@ void ckt_log_reset(ckt_log *l);
 /* ---- process ---- */
 int ckt_open_fds(void);            /* entries in /proc/self/fd */
 
-/* ck_options for a URL with test-friendly defaults (short timeouts). */
+/* ck_options for a URL with short timeouts (long ones under valgrind). */
 void ckt_options(ck_options *o, const char *url);
 
 #endif

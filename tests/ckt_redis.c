@@ -428,7 +428,8 @@ void ckt_options(ck_options *o, const char *url)
 {
     ck_options_init(o);
     o->url = url;
-    o->connect_timeout_ms = 200;
-    o->command_timeout_ms = 100;
-    o->pool_wait_ms = 50;
+    /* valgrind runs ~50x slower: keep functional tests about function */
+    o->connect_timeout_ms = ckt_under_valgrind() ? 3000 : 200;
+    o->command_timeout_ms = ckt_under_valgrind() ? 2000 : 100;
+    o->pool_wait_ms = ckt_under_valgrind() ? 2000 : 50;
 }
