@@ -12,8 +12,8 @@
 
 #include "internal.h"
 
-#define BATCH 500
-#define ROUNDS 5
+#define BATCH 100
+#define ROUNDS 9
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -75,19 +75,25 @@ static int bench_get(const char *url, int batches)
         double r_raw = 0, r_ck = 0;
 
         for (int b = 0; b < batches / ROUNDS; b++) {
-            double t = now_s();
-            for (int i = 0; i < BATCH; i++) {
-                redisReply *r = redisCommandArgv(raw, 2, get_argv, get_lens);
-                if (r == NULL)
-                    errors++;
-                freeReplyObject(r);
+            /* alternate which side goes first, so neither always follows
+             * the other's cache and scheduler footprint */
+            for (int side = 0; side < 2; side++) {
+                double t = now_s();
+                if ((side ^ (b & 1)) == 0) {
+                    for (int i = 0; i < BATCH; i++) {
+                        redisReply *r = redisCommandArgv(raw, 2, get_argv, get_lens);
+                        if (r == NULL)
+                            errors++;
+                        freeReplyObject(r);
+                    }
+                    r_raw += now_s() - t;
+                } else {
+                    for (int i = 0; i < BATCH; i++)
+                        if (ck_client_run(c, run_get, NULL) != CK_OK)
+                            errors++;
+                    r_ck += now_s() - t;
+                }
             }
-            r_raw += now_s() - t;
-            t = now_s();
-            for (int i = 0; i < BATCH; i++)
-                if (ck_client_run(c, run_get, NULL) != CK_OK)
-                    errors++;
-            r_ck += now_s() - t;
         }
         ratios[round] = r_raw / r_ck;
         t_raw += r_raw;
@@ -144,7 +150,7 @@ static int bench_breaker_open(void)
 int main(int argc, char **argv)
 {
     const char *url = getenv("CACHEKIT_TEST_REDIS_URL");
-    int batches = argc > 1 ? atoi(argv[1]) : 250;
+    int batches = argc > 1 ? atoi(argv[1]) : 1260;
     int rc = 0;
 
     if (url == NULL) {
@@ -155,7 +161,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("libcachekit %s, client benchmark (%d x %d calls each side, interleaved)\n",
            ck_version(), batches, BATCH);
-    rc |= bench_get(url, batches >= ROUNDS ? batches : 250);
+    rc |= bench_get(url, batches >= ROUNDS ? batches : 1260);
     rc |= bench_breaker_open();
     return rc;
 }
