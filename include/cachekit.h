@@ -29,5 +29,6 @@
 #include "cachekit/common.h"
 #include "cachekit/stats.h"
 #include "cachekit/client.h"
+#include "cachekit/cache.h"
 
 #endif

@@ -10,7 +10,7 @@
 set -eu
 
 PACKAGES="libhiredis-dev libjansson-dev libssl-dev check redis-server redis-tools
-pkg-config meson ninja-build libsqlite3-dev"
+pkg-config meson ninja-build libsqlite3-dev python3 python3-redis"
 
 verbose=0
 install=1

@@ -1,0 +1,303 @@
+/* What the cache stores: the JSON envelope, Dify's bare records, token
+ * records and their ISO 8601 timestamps. Decoders take (bytes, length) from
+ * Redis and treat them as hostile: bounded nesting, strict types, and a
+ * reason for every rejection that never quotes the payload. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_internal.h"
+
+int ck__json_depth(const char *s, size_t len)
+{
+    int depth = 0, most = 0, in_str = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > most)
+                most = depth;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
+    return most;
+}
+
+char *ck__env_encode(const json_t *value, int64_t expiry_ms, const char *const *tags,
+                     int plain, size_t *len)
+{
+    json_t *env, *t;
+    char *s;
+
+    if (plain) {
+        s = value != NULL ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
+    } else {
+        env = json_object();
+        t = json_array();
+        if (env == NULL || t == NULL) {
+            json_decref(env);
+            json_decref(t);
+            return NULL;
+        }
+        for (size_t i = 0; tags != NULL && tags[i] != NULL; i++)
+            json_array_append_new(t, json_string(tags[i]));
+        /* a reference, not a copy: the value is only read (the host
+         * promises not to modify it during the call) */
+        json_object_set(env, "v", value != NULL ? (json_t *)value : json_null());
+        json_object_set_new(env, "x", json_integer(expiry_ms));
+        json_object_set_new(env, "t", t);
+        s = json_dumps(env, JSON_COMPACT);
+        json_decref(env);
+    }
+    if (s != NULL && len != NULL)
+        *len = strlen(s);
+    return s;
+}
+
+static void ck__why(char *why, size_t whylen, const char *s)
+{
+    if (why != NULL && whylen > 0)
+        snprintf(why, whylen, "%s", s);
+}
+
+ck_status ck__env_decode(const char *s, size_t len, int plain, json_t **value,
+                         int64_t *expiry_ms, char *why, size_t whylen)
+{
+    json_error_t err;
+    json_t *j, *v, *x;
+
+    *value = NULL;
+    *expiry_ms = 0;
+    if (ck__json_depth(s, len) > CK__DEPTH_MAX) {
+        ck__why(why, whylen, "JSON nested too deeply");
+        return CK_E_CORRUPT;
+    }
+    j = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (j == NULL) {
+        ck__why(why, whylen, "not JSON");
+        return CK_E_CORRUPT;
+    }
+    if (plain) {
+        if (json_is_null(j)) {
+            json_decref(j);
+            return CK_OK;
+        }
+        *value = j;
+        return CK_OK;
+    }
+    v = json_object_get(j, "v");
+    x = json_object_get(j, "x");
+    if (!json_is_object(j) || v == NULL || !json_is_integer(x) || json_integer_value(x) < 0 ||
+        json_object_size(j) > 3 ||
+        (json_object_get(j, "t") != NULL && !json_is_array(json_object_get(j, "t")))) {
+        json_decref(j);
+        ck__why(why, whylen, "not a cachekit envelope");
+        return CK_E_CORRUPT;
+    }
+    *expiry_ms = json_integer_value(x);
+    if (!json_is_null(v))
+        *value = json_incref(v);
+    json_decref(j);
+    return CK_OK;
+}
+
+/* ---- ISO 8601 ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t ck__days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void ck__civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int ck__digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int ck__iso8601_parse(const char *s, int64_t *unix_s)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+    size_t len = strlen(s), i = 19;
+
+    if (len < 19 || ck__digits(s, 4, &y) || s[4] != '-' || ck__digits(s + 5, 2, &mo) ||
+        s[7] != '-' || ck__digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != ' ') ||
+        ck__digits(s + 11, 2, &h) || s[13] != ':' || ck__digits(s + 14, 2, &mi) ||
+        s[16] != ':' || ck__digits(s + 17, 2, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return -1;
+    if (i < len && s[i] == '.') { /* fractions: dropped (unix seconds) */
+        size_t f = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == f || i - f > 9)
+            return -1;
+    }
+    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < len && (s[i] == '+' || s[i] == '-')) {
+        sign = s[i] == '-' ? -1 : 1;
+        if (len - i == 6 && s[i + 3] == ':') {
+            if (ck__digits(s + i + 1, 2, &oh) || ck__digits(s + i + 4, 2, &om))
+                return -1;
+        } else if (len - i == 5) {
+            if (ck__digits(s + i + 1, 2, &oh) || ck__digits(s + i + 3, 2, &om))
+                return -1;
+        } else {
+            return -1;
+        }
+        if (oh > 23 || om > 59)
+            return -1;
+        i = len;
+    }
+    if (i != len)
+        return -1;
+    *unix_s = ck__days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+              (int64_t)sign * (oh * 3600 + om * 60);
+    return 0;
+}
+
+void ck__iso8601_format(int64_t unix_s, char out[32])
+{
+    int64_t days = unix_s >= 0 ? unix_s / 86400 : -((-unix_s + 86399) / 86400);
+    int64_t rem = unix_s - days * 86400, y;
+    int m, d;
+
+    ck__civil_from_days(days, &y, &m, &d);
+    snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m, d, (int)(rem / 3600),
+             (int)(rem / 60 % 60), (int)(rem % 60));
+}
+
+/* ---- token records ---- */
+
+static json_t *ck__str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static json_t *ck__time_or_null(int64_t t)
+{
+    char buf[32];
+    if (t == 0)
+        return json_null();
+    ck__iso8601_format(t, buf);
+    return json_string(buf);
+}
+
+json_t *ck__token_to_json(const ck_token *t, int with_token)
+{
+    json_t *j = json_object();
+    if (j == NULL)
+        return NULL;
+    /* Dify's CachedApiToken field order */
+    json_object_set_new(j, "id", ck__str_or_null(t->id));
+    json_object_set_new(j, "app_id", ck__str_or_null(t->app_id));
+    json_object_set_new(j, "tenant_id", ck__str_or_null(t->tenant_id));
+    json_object_set_new(j, "type", ck__str_or_null(t->type));
+    if (with_token)
+        json_object_set_new(j, "token", ck__str_or_null(t->token));
+    json_object_set_new(j, "last_used_at", ck__time_or_null(t->last_used_at));
+    json_object_set_new(j, "created_at", ck__time_or_null(t->created_at));
+    if (json_object_get(j, "id") == NULL || json_object_get(j, "created_at") == NULL) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* A string field: absent or null -> NULL; a string -> copy; else -1. */
+static int ck__field_str(const json_t *j, const char *name, char **out)
+{
+    const json_t *f = json_object_get(j, name);
+    *out = NULL;
+    if (f == NULL || json_is_null(f))
+        return 0;
+    if (!json_is_string(f))
+        return -1;
+    *out = strdup(json_string_value(f));
+    return *out != NULL ? 0 : -1;
+}
+
+static int ck__field_time(const json_t *j, const char *name, int64_t *out)
+{
+    const json_t *f = json_object_get(j, name);
+    *out = 0;
+    if (f == NULL || json_is_null(f))
+        return 0;
+    if (json_is_integer(f)) { /* unix seconds, as some writers store them */
+        *out = json_integer_value(f);
+        return 0;
+    }
+    if (!json_is_string(f))
+        return -1;
+    return ck__iso8601_parse(json_string_value(f), out);
+}
+
+ck_status ck__token_from_json(const json_t *j, const char *token, ck_token **out,
+                              char *why, size_t whylen)
+{
+    ck_token *t;
+
+    *out = NULL;
+    if (!json_is_object(j)) {
+        ck__why(why, whylen, "token record is not an object");
+        return CK_E_CORRUPT;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return CK_E_NOMEM;
+    if (ck__field_str(j, "id", &t->id) || ck__field_str(j, "app_id", &t->app_id) ||
+        ck__field_str(j, "tenant_id", &t->tenant_id) || ck__field_str(j, "type", &t->type) ||
+        ck__field_str(j, "token", &t->token) ||
+        ck__field_time(j, "last_used_at", &t->last_used_at) ||
+        ck__field_time(j, "created_at", &t->created_at) || t->id == NULL) {
+        ck_token_free(t);
+        ck__why(why, whylen, "token record has a missing or mistyped field");
+        return CK_E_CORRUPT;
+    }
+    if (t->token == NULL && token != NULL) {
+        t->token = strdup(token);
+        if (t->token == NULL) {
+            ck_token_free(t);
+            return CK_E_NOMEM;
+        }
+    }
+    *out = t;
+    return CK_OK;
+}
