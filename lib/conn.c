@@ -207,7 +207,7 @@ static long long ck__pending_bulk_len(const redisReader *r)
 
 /* Read one reply, bounded by deadline and size. */
 static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_bytes,
-                               redisReply **out, size_t *received)
+                               redisReply **out, size_t *received, int wait_first)
 {
     redisContext *ctx = cn->ctx;
     size_t got = 0;
@@ -226,6 +226,16 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
         }
         if (ck__pending_bulk_len(ctx->reader) > (long long)max_bytes)
             return CK__FAIL_TOO_LARGE;
+        if (wait_first) {
+            /* right after the send nothing can be there yet: a recv()
+             * would only say EAGAIN, so wait first (one syscall saved) */
+            int rev = ck__wait(ctx->fd, POLLIN, deadline_ns);
+            wait_first = 0;
+            if (rev == 0)
+                return CK__FAIL_TIMEOUT;
+            if (rev < 0 || (rev & POLLNVAL))
+                return CK__FAIL_IO;
+        }
         n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n > 0) {
             got += (size_t)n;
@@ -266,7 +276,15 @@ ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *con
     io->received = 0;
     for (i = 0; i < n; i++)
         replies[i] = NULL;
-    /* Format all commands into one buffer: one write, one round trip. */
+    /* Format all commands into one buffer: one write, one round trip
+     * (one command, the common case, is sent as hiredis formatted it). */
+    if (n == 1) {
+        int len = redisFormatCommandArgv(&cmd, argc[0], (const char **)argv[0], argvlen[0]);
+        if (len < 0)
+            return CK__FAIL_NOMEM;
+        total = (size_t)len;
+        goto send;
+    }
     for (i = 0; i < n; i++) {
         char *one = NULL;
         int len = redisFormatCommandArgv(&one, argc[i], (const char **)argv[i], argvlen[i]);
@@ -287,13 +305,14 @@ ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *con
         total += (size_t)len;
         redisFreeCommand(one);
     }
+send:
     f = ck__send_all(cn->ctx->fd, cmd, total, deadline_ns);
-    free(cmd);
+    free(cmd); /* redisFreeCommand is free() */
     if (f != CK__FAIL_NONE)
         return f;
     io->sent = 1;
     for (i = 0; i < n; i++) {
-        f = ck__read_reply(cn, deadline_ns, max_reply_bytes, &replies[i], &io->received);
+        f = ck__read_reply(cn, deadline_ns, max_reply_bytes, &replies[i], &io->received, i == 0);
         if (f != CK__FAIL_NONE) {
             while (i-- > 0) {
                 freeReplyObject(replies[i]);

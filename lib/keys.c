@@ -3,6 +3,7 @@
  * every key is built with explicit lengths, never a format over user data. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "cache_internal.h"
@@ -67,6 +68,14 @@ int ck__valid_cache_key(const char *s, int plain)
     return n > 0;
 }
 
+static pthread_once_t ck__sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *ck__sha; /* kept for the life of the process */
+
+static void ck__sha_fetch(void)
+{
+    ck__sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void ck__digest(const ck__keyspace *ks, char domain, const char *s, size_t len, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
@@ -85,11 +94,16 @@ void ck__digest(const ck__keyspace *ks, char domain, const char *s, size_t len, 
                 mdlen = 0;
         }
     } else {
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        if (m != NULL && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1 &&
-            EVP_DigestUpdate(m, head, 2) == 1 && EVP_DigestUpdate(m, s, len) == 1)
-            EVP_DigestFinal_ex(m, md, &mdlen);
-        EVP_MD_CTX_free(m);
+        /* one fetch of the implementation per process: OpenSSL 3 looks
+         * EVP_sha256() up on every init otherwise (a microsecond a key) */
+        unsigned char in[2 + CK__KEY_MAX + CK__TAG_MAX];
+        pthread_once(&ck__sha_once, ck__sha_fetch);
+        if (len <= sizeof in - 2) {
+            memcpy(in, head, 2);
+            memcpy(in + 2, s, len);
+            if (EVP_Digest(in, len + 2, md, &mdlen, ck__sha ? ck__sha : EVP_sha256(), NULL) != 1)
+                mdlen = 0;
+        }
     }
     if (mdlen != 32) { /* libcrypto failed: never fall back to the raw input */
         memset(out, '0', 64);

@@ -426,6 +426,9 @@ START_TEST(stampede_failed_leader_releases_followers)
         ck_cache *k2 = cache_for(c2, "t9", fast_followers);
         json_t *v = NULL;
         int st = ck_cache_get(k2, "app", "user:x", db_load, d, &v, NULL);
+        json_decref(v);
+        ck_cache_free(k2);
+        ck_client_free(c2);
         _exit(st == CK_E_LOADER ? 0 : 1);
     }
     /* wait until the child leads (its loader runs) */
@@ -441,7 +444,8 @@ START_TEST(stampede_failed_leader_releases_followers)
     waitpid(kid, &status, 0);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* well before stampede_wait_ms (5 s) */
-    ck_assert_msg(waited < 1500, "follower waited %lld ms", (long long)waited);
+    ck_assert_msg(waited < (ckt_under_valgrind() ? 4500 : 1500), "follower waited %lld ms",
+                  (long long)waited);
     ck_assert_int_eq(atomic_load(&d->calls), 2);
     ck_cache_free(k);
     ck_client_free(c);

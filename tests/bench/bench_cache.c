@@ -1,0 +1,261 @@
+/* make bench: the cache hit path next to the same work done by hand with
+ * raw hiredis in the same run: GET + json_loads of the same ~300-byte token
+ * record, on one connection and with 8 threads; and ck_cache_mget of 100
+ * keys next to 100 sequential ck_cache_get. Interleaved batches, the side
+ * that goes first alternating, median of 9 rounds. Printed, never asserted. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "internal.h"
+
+#define ROUNDS 9
+#define BATCH 100
+#define THREADS 8
+
+static const char RECORD[] =
+    "{\"id\":\"9f0a7c1e-1111-4a2b-9c3d-000000000001\",\"app_id\":\"4c1f6a0e-2222-4b7d-8e9f-"
+    "000000000002\",\"tenant_id\":\"7d3e2b1a-3333-4c8e-9f0a-000000000003\",\"type\":\"app\","
+    "\"last_used_at\":\"2024-01-15T11:30:00\",\"created_at\":\"2024-01-15T10:30:00\","
+    "\"note\":\"a record of about three hundred bytes, like Dify's api token\"}";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double now_s(void) { return (double)ck__now_ns() / 1e9; }
+
+static redisContext *raw_connect(const ck__url *u)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *raw = redisConnectWithTimeout(u->host, u->port, tv);
+    if (raw == NULL || raw->err) {
+        fprintf(stderr, "bench_cache: cannot connect\n");
+        exit(1);
+    }
+    return raw;
+}
+
+static long errors;
+
+static void raw_get(redisContext *raw)
+{
+    redisReply *r = redisCommand(raw, "GET %s", "bench:raw:token");
+    json_error_t e;
+    json_t *j;
+    if (r == NULL || r->type != REDIS_REPLY_STRING) {
+        errors++;
+        if (r != NULL)
+            freeReplyObject(r);
+        return;
+    }
+    j = json_loadb(r->str, r->len, 0, &e);
+    if (j == NULL)
+        errors++;
+    json_decref(j);
+    freeReplyObject(r);
+}
+
+static void ck_get(ck_cache *k)
+{
+    json_t *v = NULL;
+    if (ck_cache_get(k, "app", "bench-token", NULL, NULL, &v, NULL) != CK_OK)
+        errors++;
+    json_decref(v);
+}
+
+/* ---- one connection ---- */
+
+static void bench_one(const ck__url *u, ck_cache *k, int batches)
+{
+    redisContext *raw = raw_connect(u);
+    double ratios[ROUNDS], t_raw = 0, t_ck = 0;
+    long n;
+    for (int i = 0; i < 1000; i++) {
+        raw_get(raw);
+        ck_get(k);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        double r_raw = 0, r_ck = 0;
+        for (int b = 0; b < batches / ROUNDS; b++)
+            for (int side = 0; side < 2; side++) {
+                double t = now_s();
+                if ((side ^ (b & 1)) == 0) {
+                    for (int i = 0; i < BATCH; i++)
+                        raw_get(raw);
+                    r_raw += now_s() - t;
+                } else {
+                    for (int i = 0; i < BATCH; i++)
+                        ck_get(k);
+                    r_ck += now_s() - t;
+                }
+            }
+        ratios[round] = r_raw / r_ck;
+        t_raw += r_raw;
+        t_ck += r_ck;
+    }
+    qsort(ratios, ROUNDS, sizeof ratios[0], cmp_double);
+    n = (long)(batches / ROUNDS) * ROUNDS * BATCH;
+    printf("%-48s %10.0f ops/s\n", "raw hiredis GET + json_loads (one connection)", n / t_raw);
+    printf("%-48s %10.0f ops/s\n", "ck_cache_get hit", n / t_ck);
+    printf("%-48s %10.3f   (goal >= 0.90; rounds %.3f .. %.3f)\n", "ratio, median round",
+           ratios[ROUNDS / 2], ratios[0], ratios[ROUNDS - 1]);
+    redisFree(raw);
+}
+
+/* ---- 8 threads ---- */
+
+typedef struct worker {
+    pthread_t th;
+    ck_cache *k;
+    redisContext *raw;
+    int ops;
+} worker;
+
+static void *raw_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->ops; i++)
+        raw_get(w->raw);
+    return NULL;
+}
+
+static void *ck_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->ops; i++)
+        ck_get(w->k);
+    return NULL;
+}
+
+static double run_threads(worker *w, void *(*fn)(void *))
+{
+    double t = now_s();
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&w[i].th, NULL, fn, &w[i]);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(w[i].th, NULL);
+    return now_s() - t;
+}
+
+static void bench_threads(const ck__url *u, ck_cache *k, int per_round)
+{
+    worker w[THREADS];
+    double ratios[ROUNDS], t_raw = 0, t_ck = 0;
+    for (int i = 0; i < THREADS; i++) {
+        w[i].k = k;
+        w[i].raw = raw_connect(u);
+        w[i].ops = per_round / THREADS;
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        double r_raw, r_ck;
+        if (round & 1) {
+            r_ck = run_threads(w, ck_main);
+            r_raw = run_threads(w, raw_main);
+        } else {
+            r_raw = run_threads(w, raw_main);
+            r_ck = run_threads(w, ck_main);
+        }
+        ratios[round] = r_raw / r_ck;
+        t_raw += r_raw;
+        t_ck += r_ck;
+    }
+    qsort(ratios, ROUNDS, sizeof ratios[0], cmp_double);
+    long n = (long)ROUNDS * THREADS * (per_round / THREADS);
+    printf("%-48s %10.0f ops/s\n", "raw: 8 threads, a connection each", n / t_raw);
+    printf("%-48s %10.0f ops/s\n", "ck_cache_get hit: 8 threads, one client", n / t_ck);
+    printf("%-48s %10.3f   (goal >= 0.90; rounds %.3f .. %.3f)\n", "ratio, median round",
+           ratios[ROUNDS / 2], ratios[0], ratios[ROUNDS - 1]);
+    for (int i = 0; i < THREADS; i++)
+        redisFree(w[i].raw);
+}
+
+/* ---- mget ---- */
+
+static void bench_mget(ck_cache *k, int rounds)
+{
+    enum { N = 100 };
+    const char *keys[N];
+    char buf[N][16];
+    json_t *out[N];
+    ck_status st[N];
+    double t_seq = 0, t_m = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(buf[i], sizeof buf[i], "mget-%d", i);
+        keys[i] = buf[i];
+        json_t *v = json_loads(RECORD, 0, NULL);
+        ck_cache_set(k, "app", keys[i], v, NULL);
+        json_decref(v);
+    }
+    for (int r = 0; r < rounds; r++) {
+        double t = now_s();
+        for (int i = 0; i < N; i++) {
+            json_t *v = NULL;
+            if (ck_cache_get(k, "app", keys[i], NULL, NULL, &v, NULL) != CK_OK)
+                errors++;
+            json_decref(v);
+        }
+        t_seq += now_s() - t;
+        t = now_s();
+        if (ck_cache_mget(k, "app", keys, N, out, st) != CK_OK)
+            errors++;
+        for (int i = 0; i < N; i++)
+            json_decref(out[i]);
+        t_m += now_s() - t;
+    }
+    printf("%-48s %10.1f us\n", "100 sequential ck_cache_get", t_seq / rounds * 1e6);
+    printf("%-48s %10.1f us   (%.1fx faster)\n", "ck_cache_mget of 100 keys", t_m / rounds * 1e6,
+           t_seq / t_m);
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = getenv("CACHEKIT_TEST_REDIS_URL");
+    int batches = argc > 1 ? atoi(argv[1]) : 900;
+    ck_options o;
+    ck_cache_options co;
+    ck_client *c = NULL;
+    ck_cache *k = NULL;
+    ck__url u;
+    char err[128];
+    redisContext *raw;
+
+    if (url == NULL || ck__url_parse(url, &u, err, sizeof err) != CK_OK || u.is_unix) {
+        fprintf(stderr, "bench_cache: set CACHEKIT_TEST_REDIS_URL to a redis:// URL\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    ck_options_init(&o);
+    o.url = url;
+    o.pool_size = THREADS;
+    o.pool_wait_ms = 1000;
+    ck_cache_options_init(&co);
+    co.name = "bench";
+    if (ck_client_new(&o, &c) != CK_OK || ck_cache_new(c, &co, &k) != CK_OK)
+        return 1;
+    json_t *rec = json_loads(RECORD, 0, NULL);
+    if (ck_cache_set(k, "app", "bench-token", rec, NULL) != CK_OK)
+        return 1;
+    json_decref(rec);
+    raw = raw_connect(&u);
+    freeReplyObject(redisCommand(raw, "SET bench:raw:token %s", RECORD));
+    redisFree(raw);
+
+    printf("libcachekit %s, cache benchmark (record of %zu bytes)\n", ck_version(),
+           sizeof RECORD - 1);
+    bench_one(&u, k, batches);
+    bench_threads(&u, k, 20000);
+    bench_mget(k, 200);
+    if (errors > 0)
+        printf("errors: %ld\n", errors);
+    ck_cache_free(k);
+    ck_client_free(c);
+    ck__url_clear(&u);
+    return errors == 0 ? 0 : 1;
+}
