@@ -30,5 +30,6 @@
 #include "cachekit/stats.h"
 #include "cachekit/client.h"
 #include "cachekit/cache.h"
+#include "cachekit/lock.h"
 
 #endif
