@@ -31,6 +31,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#  include <sys/random.h>
+#endif
 
 #include "cache_internal.h" /* ck__valid_name (keys.c) */
 #include "lock_internal.h"
@@ -45,30 +48,37 @@
 
 /* ---- scripts ---- */
 
-static ck__script ck__lock_acquire_script = {
+/* Needs Redis >= 6.2 (SET ... GET). The fence is a Lua number: exact below
+ * 2^53 (TIME in µs is ~2^51), passed to redis.call as "%.17g" (6.2) or the
+ * shortest exact form (7.x), and returned as an integer reply. A WRONGTYPE
+ * fence key makes the script fail after the lock was set: the caller
+ * treats any script error as "our token may be there" (an orphan). */
+ck__script ck__lock_acquire_script = {
     "lock_acquire",
-    /* TIME before a write needs effects replication on Redis < 5 */
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur and cur ~= ARGV[1] then\n"
-    "  return {0, redis.call('PTTL', KEYS[1])}\n"
+    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
+    "    return {0, redis.call('PTTL', KEYS[1])}\n"
+    "  end\n"
+    /* our own token: an attempt whose reply was lost, or an orphan taken
+     * over. Reset its TTL and mint a fresh fence: no two grants share one */
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "end\n"
-    /* free, or our own token from an attempt whose reply was lost: (re)set
-     * it and mint a fresh fence either way, so no two grants share one */
     "local t = redis.call('TIME')\n"
-    "local f = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local p = tonumber(redis.call('GET', KEYS[2])) or 0\n"
-    "if p >= f then f = p + 1 end\n"
-    "if f >= 9007199254740992 then\n"
-    "  return redis.error_reply('ERR cachekit lock fence out of range')\n"
+    "local f = t[1] * 1000000 + t[2]\n"
+    "local p = tonumber(redis.call('SET', KEYS[2], f, 'GET'))\n"
+    "if p and p >= f then\n"
+    "  if p >= 9007199254740991 then\n"
+    "    redis.call('SET', KEYS[2], p)\n"
+    "    redis.call('DEL', KEYS[1])\n"
+    "    return redis.error_reply('ERR cachekit lock fence out of range')\n"
+    "  end\n"
+    "  f = p + 1\n"
+    "  redis.call('SET', KEYS[2], f)\n"
     "end\n"
-    "f = string.format('%.0f', f)\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "redis.call('SET', KEYS[2], f)\n"
     "return {1, f}\n",
     ""};
 
-static ck__script ck__lock_extend_script = {
+ck__script ck__lock_extend_script = {
     "lock_extend",
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur == ARGV[1] then\n"
@@ -79,7 +89,7 @@ static ck__script ck__lock_extend_script = {
     "return 0\n",
     ""};
 
-static ck__script ck__lock_release_script = {
+ck__script ck__lock_release_script = {
     "lock_release",
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur == ARGV[1] then\n"
@@ -127,17 +137,19 @@ static size_t ck__fmt_int(char *buf, size_t len, long long v)
     return (size_t)snprintf(buf, len, "%lld", v);
 }
 
-/* The status of an error reply from a lock script, logged. */
+/* An error reply from a lock script (WRONGTYPE: another program's key
+ * where ours should be; NOPERM: the ACL; ...), logged: CK_E_PROTOCOL.
+ * "Can't serve now" errors never get here (the client layer returns them
+ * as CK_E_UNAVAILABLE). */
 static ck_status ck__script_error(ck_client *c, const char *what, const char *logname,
                                   const redisReply *r)
 {
     char e[96];
-    ck_status st = ck__reply_status(r, 1);
 
     ck__log_sanitize(e, sizeof e, r->str, r->len);
     ck__log(ck__client_logger(c), CK_LOG_ERROR, "lock '%s': %s: redis replied %s", logname, what,
             e);
-    return st == CK_OK ? CK_E_PROTOCOL : st;
+    return CK_E_PROTOCOL;
 }
 
 ck_lock *ck__lock_new(ck_client *c, const char *name, int ttl_ms)
@@ -177,18 +189,24 @@ typedef struct ck__orphan {
     char key[];
 } ck__orphan;
 
+static _Atomic unsigned ck__fork_gen;   /* bumped in every fork child */
 static pthread_mutex_t ck__orph_mu = PTHREAD_MUTEX_INITIALIZER;
 static ck__orphan *ck__orph_head;
 static _Atomic int ck__orph_count;
-static pthread_once_t ck__orph_once = PTHREAD_ONCE_INIT;
+static pthread_once_t ck__fork_once = PTHREAD_ONCE_INIT;
 
 /* The registry's mutex is never held across I/O or another lock, so
  * holding it around fork() cannot deadlock, and the child finds it free. */
-static void ck__orph_prepare(void) { pthread_mutex_lock(&ck__orph_mu); }
-static void ck__orph_release(void) { pthread_mutex_unlock(&ck__orph_mu); }
-static void ck__orph_install(void)
+static void ck__fork_prepare(void) { pthread_mutex_lock(&ck__orph_mu); }
+static void ck__fork_parent(void) { pthread_mutex_unlock(&ck__orph_mu); }
+static void ck__fork_child(void)
 {
-    pthread_atfork(ck__orph_prepare, ck__orph_release, ck__orph_release);
+    atomic_fetch_add(&ck__fork_gen, 1); /* no random byte of the parent's is reused */
+    pthread_mutex_unlock(&ck__orph_mu);
+}
+static void ck__fork_install(void)
+{
+    pthread_atfork(ck__fork_prepare, ck__fork_parent, ck__fork_child);
 }
 
 /* Unlink expired entries and those of another process. Mutex held. */
@@ -244,7 +262,6 @@ void ck__orphan_add(ck_client *c, const char *key, size_t key_len, const char *t
 
     if (until_ns <= ck__now_ns())
         return; /* expired already */
-    pthread_once(&ck__orph_once, ck__orph_install);
     o = malloc(sizeof *o + key_len + 1);
     if (o == NULL)
         return; /* it waits out its TTL */
@@ -359,6 +376,10 @@ static int ck__parse_acquire(ck_client *c, const ck_lock *l, const redisReply *r
         *pttl_ms = b->integer;
         return 0;
     }
+    if (a->integer == 1 && b->type == REDIS_REPLY_INTEGER && b->integer >= 1) {
+        *fence = (uint64_t)b->integer;
+        return 1;
+    }
     if (a->integer == 1 && b->type == REDIS_REPLY_STRING && b->len > 0 && b->len < 21) {
         char buf[24], *end;
         unsigned long long v;
@@ -381,13 +402,66 @@ bad:
     return -1;
 }
 
-static ck_status ck__random(ck_client *c, unsigned char *buf, int n)
+/* ---- random bytes ----
+ * Tokens come from the kernel's CSPRNG (getrandom(2); OpenSSL's RAND_bytes
+ * where that is missing), drawn 256 bytes at a time into a per-thread pool:
+ * one syscall per ten acquires instead of one (or an OpenSSL DRBG round
+ * trip, ~2 µs) each. A fork child must never hand out its parent's bytes
+ * (two processes with one token would both "own" a lock), so the child
+ * handler bumps a generation that every pool checks. */
+
+#define CK__POOL_BYTES 256
+
+static _Thread_local struct {
+    int filled;
+    unsigned gen; /* ck__fork_gen when filled */
+    unsigned pos;
+    unsigned char buf[CK__POOL_BYTES];
+} ck__rnd;
+
+static int ck__fill(unsigned char *buf, size_t n)
 {
-    if (RAND_bytes(buf, n) != 1) {
-        ck__log(ck__client_logger(c), CK_LOG_ERROR,
-                "lock: the system's random source failed (RAND_bytes); no lock taken");
-        return CK_E_NOMEM;
+#if defined(__linux__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+
+        if (r > 0)
+            got += (size_t)r;
+        else if (r < 0 && errno == EINTR)
+            continue;
+        else
+            break; /* ENOSYS (old kernel): OpenSSL below */
     }
+    if (got == n)
+        return 1;
+#endif
+    return RAND_bytes(buf, (int)n) == 1;
+}
+
+static ck_status ck__random(ck_client *c, unsigned char *out, size_t n)
+{
+    unsigned gen;
+
+    pthread_once(&ck__fork_once, ck__fork_install);
+    gen = atomic_load_explicit(&ck__fork_gen, memory_order_relaxed);
+
+    if (!ck__rnd.filled || ck__rnd.gen != gen || ck__rnd.pos + n > CK__POOL_BYTES) {
+        ck__rnd.filled = 0;
+        if (!ck__fill(ck__rnd.buf, CK__POOL_BYTES)) {
+            ck__log(ck__client_logger(c), CK_LOG_ERROR,
+                    "lock: the system's random source failed; no lock taken");
+            return CK_E_NOMEM;
+        }
+        ck__rnd.filled = 1;
+        ck__rnd.gen = gen;
+        ck__rnd.pos = 0;
+    }
+    memcpy(out, ck__rnd.buf + ck__rnd.pos, n);
+    memset(ck__rnd.buf + ck__rnd.pos, 0, n); /* handed out once */
+    ck__rnd.pos += (unsigned)n;
     return CK_OK;
 }
 
@@ -417,7 +491,7 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
     l = ck__lock_new(c, name, ttl_ms);
     if (l == NULL)
         return CK_E_NOMEM;
-    st = ck__random(c, rnd, (int)sizeof rnd);
+    st = ck__random(c, rnd, sizeof rnd);
     if (st != CK_OK) {
         free(l);
         return st;
@@ -471,8 +545,10 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
             break;
         got = ck__parse_acquire(c, l, r, &fence, &pttl, &st);
         freeReplyObject(r);
-        if (got < 0)
+        if (got < 0) {
+            maybe_ours = 1; /* the script may have failed after setting the lock */
             break;
+        }
         if (got == 1) {
             l->fence = fence;
             atomic_store(&l->valid_until_ns, sent + ck__ms_to_ns(ttl_ms) - ck__drift_ns(ttl_ms));

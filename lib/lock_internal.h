@@ -21,6 +21,9 @@ struct ck_lock {
     char key[];
 };
 
+/* The three scripts (lock.c); the benchmark runs them by hand too. */
+extern ck__script ck__lock_acquire_script, ck__lock_extend_script, ck__lock_release_script;
+
 /* A lock handle for `name` (validated by the caller), token and fence unset. */
 ck_lock *ck__lock_new(ck_client *c, const char *name, int ttl_ms);
 /* Mark lost (ck_lock_valid turns 0) and count lock_lost once per handle. */

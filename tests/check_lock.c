@@ -207,6 +207,49 @@ START_TEST(key_layout_token_and_fence)
 }
 END_TEST
 
+/* A fence key that someone else wrote: a larger number is continued, an
+ * absurd one or another type is refused without leaving a lock behind. */
+START_TEST(fence_key_edge_cases)
+{
+    const char *url = ckt_shared_url();
+    ckt_log lg;
+    ck_client *c;
+    ck_lock *l = NULL, *o = NULL;
+    const char *hset[] = { "HSET", "cktg:l:{edge}:f", "a", "b", NULL };
+    redisReply *r;
+
+    ckt_log_init(&lg);
+    c = lock_client(url, "cktg", &lg);
+    ok_at(url, "SET", "cktg:l:{edge}:f", "5000000000000000");
+    ck_assert_int_eq(ck_lock_acquire(c, "edge", 5000, 0, &l), CK_OK);
+    ck_assert_uint_eq(ck_lock_fence(l), 5000000000000001ull);
+    ck_assert_int_eq(ck_lock_release(l), CK_OK);
+
+    ok_at(url, "SET", "cktg:l:{edge}:f", "9007199254740991");
+    ck_assert_int_eq(ck_lock_acquire(c, "edge", 5000, 0, &l), CK_E_PROTOCOL);
+    ck_assert_ptr_null(l);
+    ck_assert(ckt_log_has(&lg, "fence out of range"));
+    ck_assert_int_eq(int_at(url, "EXISTS", "cktg:l:{edge}"), 0);
+
+    ck_assert_int_eq(int_at(url, "DEL", "cktg:l:{edge}:f"), 1);
+    r = ckt_cmd_at(url, hset);
+    ck_assert_ptr_nonnull(r);
+    freeReplyObject(r);
+    ck_assert_int_eq(ck_lock_acquire(c, "edge", 60000, 0, &l), CK_E_PROTOCOL);
+    ck_assert(ckt_log_has(&lg, "WRONGTYPE"));
+    /* the lock the failed script set is deleted by the next lock call */
+    ck_assert_int_eq(int_at(url, "EXISTS", "cktg:l:{edge}"), 1);
+    ck_assert_int_eq(ck_lock_acquire(c, "edge-other", 1000, 0, &o), CK_OK);
+    ck_assert_int_eq(int_at(url, "EXISTS", "cktg:l:{edge}"), 0);
+    ck_assert_int_eq(ck_lock_release(o), CK_OK);
+    ck_assert_int_eq(int_at(url, "DEL", "cktg:l:{edge}:f"), 1);
+    ck_assert_int_eq(ck_lock_acquire(c, "edge", 1000, 0, &l), CK_OK);
+    ck_assert_int_eq(ck_lock_release(l), CK_OK);
+    ck_client_free(c);
+    ckt_log_free(&lg);
+}
+END_TEST
+
 /* ---- mutual exclusion: 8 threads + 2 processes, exact counter ---- */
 
 typedef struct shared_state {
@@ -980,6 +1023,7 @@ Suite *ckt_suite(void)
     tcase_set_timeout(fx, 60);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, key_layout_token_and_fence);
+    tcase_add_test(tc, fence_key_edge_cases);
     tcase_add_test(tc, mutual_exclusion_threads_and_processes);
     tcase_add_test(tc, release_after_expiry_leaves_new_owner);
     tcase_add_test(tc, extend_renews_ttl_and_validity);
