@@ -473,7 +473,8 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
     const char *keys[2], *args[2];
     size_t klens[2], alens[2];
     int64_t deadline, backoff_ms = CK__BACKOFF_MIN_MS;
-    int maybe_ours = 0; /* our token may be in the key without our knowing */
+    int adopted = 0;    /* we took over an orphan's token, not yet resolved */
+    int lost_reply = 0; /* an attempt of this call may have run unseen */
     ck__orphan *adopt;
     ck_lock *l;
     ck_status st;
@@ -509,7 +510,7 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
     if (adopt != NULL) {
         memcpy(l->token, adopt->token, sizeof l->token);
         free(adopt);
-        maybe_ours = 1;
+        adopted = 1;
     }
 
     keys[0] = l->key;
@@ -531,22 +532,18 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
 
         st = ck__eval(c, &ck__lock_acquire_script, 2, keys, klens, 2, args, alens, CK__CMD_WRITE,
                       &r, &amb);
-        if (st == CK_E_UNAVAILABLE) {
-            if (amb) {
-                maybe_ours = 1;
-                /* the script is idempotent for our token: try again while
-                 * the caller's wait allows */
-                if (ck__now_ns() < deadline)
-                    continue;
-            }
+        if (st != CK_OK) {
+            lost_reply |= amb;
+            /* the script is idempotent for our token: after a lost reply,
+             * try again while the caller's wait allows */
+            if (st == CK_E_UNAVAILABLE && amb && ck__now_ns() < deadline)
+                continue;
             break;
         }
-        if (st != CK_OK)
-            break;
         got = ck__parse_acquire(c, l, r, &fence, &pttl, &st);
         freeReplyObject(r);
         if (got < 0) {
-            maybe_ours = 1; /* the script may have failed after setting the lock */
+            lost_reply = 1; /* the script may have failed after setting the lock */
             break;
         }
         if (got == 1) {
@@ -557,7 +554,9 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
             *out = l;
             return CK_OK;
         }
-        /* busy: Redis answered, so this is a good moment for the orphans */
+        /* busy: someone else's token is in the key (an adopted orphan of
+         * ours is gone), and Redis answered: a good moment for the orphans */
+        adopted = 0;
         ck__orphan_clean(c);
         now = ck__now_ns();
         if (now >= deadline) {
@@ -579,11 +578,12 @@ ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_m
         }
     }
 
-    if (maybe_ours) {
-        ck__log(ck__client_logger(c), CK_LOG_WARN,
-                "lock '%s': acquire failed after a reply was lost (%s); the lock it may have taken "
-                "will be deleted with its token once redis answers",
-                l->logname, ck_strerror(st));
+    if (lost_reply || adopted) {
+        if (lost_reply)
+            ck__log(ck__client_logger(c), CK_LOG_WARN,
+                    "lock '%s': acquire failed (%s) after a request that may have set the lock; "
+                    "it will be deleted with its token once redis answers",
+                    l->logname, ck_strerror(st));
         ck__orphan_add(c, l->key, l->key_len, l->token, l->logname,
                        ck__now_ns() + ck__ms_to_ns(ttl_ms) + ck__drift_ns(ttl_ms));
     }

@@ -808,6 +808,7 @@ START_TEST(no_orphan_after_lost_acquire_reply)
     ck_assert_ptr_null(l);
     ck_assert_int_gt(int_at(url, "PTTL", "ck:l:{orphan}"), 50000); /* it did run */
     ck_assert_int_eq(ck__orphan_count(g.c), 1);
+    ck_assert(ckt_log_has(&g.lg, "acquire failed (redis unavailable"));
     ck_assert(ckt_log_has(&g.lg, "will be deleted with its token once redis answers"));
 
     /* Redis answers again: the next lock call deletes the orphan */
@@ -982,6 +983,55 @@ START_TEST(no_double_grant_while_connections_killed)
 }
 END_TEST
 
+/* ---- least privilege: the ACL of docs/client.md is enough ---- */
+
+static void acl_user(ckt_redis *r, const char *user, int with_time)
+{
+    const char *argv[] = { "ACL", "SETUSER", user, "reset", "on", ">lock-secret-pw", "~ck:*",
+                           "&ck:*", "+ping", "+select", "+evalsha", "+script|load",
+                           "+client|setname", "+info", "+get", "+set", "+pexpire", "+pttl",
+                           "+del", "+time", NULL };
+    redisReply *rep;
+    if (!with_time)
+        argv[19] = NULL;
+    rep = ckt_redis_cmd(r, argv);
+    ck_assert_msg(rep != NULL && rep->type == REDIS_REPLY_STATUS, "ACL SETUSER failed");
+    freeReplyObject(rep);
+}
+
+START_TEST(acl_least_privilege)
+{
+    ckt_redis *r = ckt_redis_start(NULL);
+    char url[128];
+    ckt_log lg;
+    ck_client *c;
+    ck_lock *l = NULL;
+
+    ckt_log_init(&lg);
+    acl_user(r, "locker", 1);
+    snprintf(url, sizeof url, "redis://locker:lock-secret-pw@127.0.0.1:%d", ckt_redis_port(r));
+    c = lock_client(url, NULL, &lg);
+    ck_assert_int_eq(ck_lock_acquire(c, "acl", 1000, 0, &l), CK_OK);
+    ck_assert_int_eq(ck_lock_extend(l, 2000), CK_OK);
+    ck_assert_int_eq(ck_lock_release(l), CK_OK);
+    ck_assert_int_eq(ck_lock_acquire(c, "acl", 1000, 0, &l), CK_OK);
+    ck_assert_int_eq(ck_lock_acquire(c, "acl", 1000, 20, &l), CK_BUSY); /* PTTL */
+    ck_client_free(c);
+
+    /* one command short: a clear error, never a lock */
+    acl_user(r, "notime", 0);
+    snprintf(url, sizeof url, "redis://notime:lock-secret-pw@127.0.0.1:%d", ckt_redis_port(r));
+    c = lock_client(url, NULL, &lg);
+    ck_assert_int_eq(ck_lock_acquire(c, "acl2", 1000, 0, &l), CK_E_PROTOCOL);
+    ck_assert_ptr_null(l);
+    ck_assert(ckt_log_has(&lg, "NOPERM") || ckt_log_has(&lg, "can't run this command"));
+    ck_assert(!ckt_log_has(&lg, "lock-secret-pw"));
+    ck_client_free(c);
+    ckt_log_free(&lg);
+    ckt_redis_stop(r);
+}
+END_TEST
+
 /* ---- the eviction warning ---- */
 
 START_TEST(eviction_policy_warning_with_locks)
@@ -1030,6 +1080,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, watchdog_keeps_lock_through_3x_ttl);
     tcase_add_test(tc, busy_within_wait_ms);
     tcase_add_test(tc, eviction_policy_warning_with_locks);
+    tcase_add_test(tc, acl_least_privilege);
     tcase_add_test(fx, fences_increase_across_flush_and_restart);
     tcase_add_test(fx, watchdog_reports_loss);
     tcase_add_test(fx, unavailable_within_deadline_when_down);
