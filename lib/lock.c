@@ -16,12 +16,13 @@
  *
  * Orphans. An acquire whose reply was lost (timeout or dropped connection
  * after the script was sent) may have taken the lock. Its (key, token) goes
- * into a small process-wide registry keyed by the client pointer; the next
- * lock call of that client that gets an answer from Redis deletes it with a
- * compare-and-delete, and an acquire of the same name by that client takes
- * it over instead (the acquire script accepts its own token). A release
- * that cannot reach Redis leaves its (key, token) there too. See
- * docs/locks.md for why a registry and not a background thread. */
+ * into a small process-wide registry keyed by the server (a digest of the
+ * client's URL) and the pid; the next lock call of this process on that
+ * server that gets an answer from Redis deletes it with a compare-and-delete,
+ * and an acquire of the same name takes it over instead (the acquire script
+ * accepts its own token and mints a fresh fence). A release that cannot
+ * reach Redis leaves its (key, token) there too. See docs/locks.md for why
+ * a registry and not a background thread. */
 #include <errno.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -31,7 +32,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__linux__)
+#if defined(__linux__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+#  define CK__HAVE_GETRANDOM 1
 #  include <sys/random.h>
 #endif
 
@@ -421,8 +424,7 @@ static _Thread_local struct {
 
 static int ck__fill(unsigned char *buf, size_t n)
 {
-#if defined(__linux__) && defined(__GLIBC__) && \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
+#if defined(CK__HAVE_GETRANDOM)
     size_t got = 0;
 
     while (got < n) {

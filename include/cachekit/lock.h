@@ -30,10 +30,11 @@ typedef struct ck_lock ck_lock;
  *
  * When Redis is unreachable, times out or the circuit breaker is open this
  * returns CK_E_UNAVAILABLE in every fail mode: never a fake lock. If the
- * acquire script may have run but its reply was lost, the library deletes
- * that orphan lock (compare-and-delete with its token) as soon as Redis
- * answers a later lock call of this client, or takes it over when this
- * client acquires the same name again.
+ * acquire script may have run but its reply was lost, it is retried with
+ * the same token while wait_ms allows; otherwise the library deletes that
+ * orphan lock (compare-and-delete with its token) as soon as Redis answers
+ * a later lock call of this process on that server, or takes it over when
+ * the same name is acquired again.
  *
  * @param c       the client
  * @param name    1-512 bytes, no '{', '}' or control characters (':' is fine)
@@ -46,7 +47,8 @@ typedef struct ck_lock ck_lock;
  *         CK_E_PROTOCOL (the lock key holds something else, e.g. another type),
  *         CK_E_NOMEM.
  *         Returns within wait_ms + one call deadline (pool_wait_ms +
- *         connect_timeout_ms + command_timeout_ms).
+ *         connect_timeout_ms + command_timeout_ms), and one more only if it
+ *         is deleting an orphan (see above) when Redis stalls.
  * Thread safety: any thread; `c` may be shared.
  */
 CACHEKIT_API ck_status ck_lock_acquire(ck_client *c, const char *name, int ttl_ms, int wait_ms,
