@@ -63,13 +63,20 @@ static ck__script ck__fail_mark_script = { "cache_fail_mark",
     "end\n"
     "return 1\n", "" };
 
-/* KEYS: stampede lock. ARGV: token, PX. Leadership is free when nobody
- * holds it or the last leader failed ("F"). */
+/* KEYS: stampede lock, entry. ARGV: token, PX, "1" to check the entry.
+ * Leadership is free when nobody holds it or the last leader failed ("F").
+ * On a real miss the entry is checked in the same step: a leader that
+ * finished between our GET and this script has written it (and released
+ * the lock), and loading again would hit the database twice. */
 static ck__script ck__lead_script = { "cache_lead",
+    "if ARGV[3] == '1' then\n"
+    "  local e = redis.call('GET', KEYS[2])\n"
+    "  if e then return {2, e} end\n"
+    "end\n"
     "local v = redis.call('GET', KEYS[1])\n"
-    "if v and v ~= 'F' then return 0 end\n"
+    "if v and v ~= 'F' then return {0} end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))\n"
-    "return 1\n", "" };
+    "return {1}\n", "" };
 
 #define CK__TAG_BATCH 256
 #define CK__FAIL_MARK_MS 1000
@@ -375,25 +382,46 @@ void ck__free_keys(char **keys, size_t n)
 
 /* Try to become the fleet-wide leader for this entry. 1 = leader (token
  * filled), 0 = someone else leads, -1 = Redis failed. */
-static int ck__stampede_lead(ck_cache *k, const ck__ref *r, char token[33])
+/* Try to become the fleet-wide leader for this entry. 1 = leader (token
+ * filled), 0 = someone else leads, 2 = the entry appeared (*value, *status
+ * set), -1 = Redis failed. `check` asks for the entry check (a real miss,
+ * not a stale refresh). */
+static int ck__stampede_lead(ck_cache *k, const ck__ref *r, char token[33], int check,
+                             json_t **value, ck_status *status)
 {
     char lock[CK__RKEY_MAX], px[16];
-    const char *keys[1] = { lock };
-    size_t klens[1];
-    const char *args[2] = { token, px };
-    size_t alens[2];
+    const char *keys[2] = { lock, r->entry };
+    size_t klens[2];
+    const char *args[3] = { token, px, check ? "1" : "0" };
+    size_t alens[3];
     redisReply *rep = NULL;
     uint64_t a = ck__rand64(&k->rng), b = ck__rand64(&k->rng);
-    int won;
+    int won = -1;
 
     snprintf(token, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
     klens[0] = ck__key_lock(&k->ks, r->scope, r->kh, lock);
+    klens[1] = r->entry_len;
     alens[0] = 32;
     alens[1] = (size_t)snprintf(px, sizeof px, "%d", k->opt.stampede_lock_ms);
-    if (ck__eval(k->c, &ck__lead_script, 1, keys, klens, 2, args, alens, CK__CMD_WRITE, &rep,
+    alens[2] = 1;
+    if (ck__eval(k->c, &ck__lead_script, 2, keys, klens, 3, args, alens, CK__CMD_WRITE, &rep,
                  NULL) != CK_OK)
         return -1;
-    won = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        won = (int)rep->element[0]->integer;
+        if (won == 2) {
+            int64_t x;
+            char why[96];
+            redisReply *e = rep->element[1];
+            if (rep->elements != 2 || e->type != REDIS_REPLY_STRING ||
+                ck__env_decode(e->str, e->len, k->opt.key_hash == CK_KEY_PLAIN, value, &x, why,
+                               sizeof why) != CK_OK)
+                won = -1; /* odd: load without leadership */
+            else
+                *status = *value != NULL ? CK_OK : CK_NOT_FOUND;
+        }
+    }
     freeReplyObject(rep);
     return won;
 }
@@ -510,7 +538,12 @@ static ck_status ck__miss(ck_cache *k, const ck__ref *r, const ck__loader *ld, j
     ck_status st;
 
     if (k->opt.stampede_lock_ms > 0) {
-        lead = ck__stampede_lead(k, r, token);
+        lead = ck__stampede_lead(k, r, token, stale == NULL, value, &st);
+        if (lead == 2) {
+            info->source = CK_SRC_REDIS;
+            ck__count(k->c, st == CK_OK ? CK__ST_HITS : CK__ST_NULL_HITS, 1);
+            return st;
+        }
         if (lead == 0 && stale != NULL) {
             /* someone is refreshing: serve the stale value meanwhile */
             *value = json_incref(stale);
