@@ -199,7 +199,9 @@ ckt_redis *ckt_redis_start(const char *const *extra)
     ckt_redis *r = calloc(1, sizeof *r);
     size_t n = 0;
     ck_assert(r != NULL);
-    snprintf(r->dir, sizeof r->dir, "/tmp/ckt-redis.XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(r->dir, sizeof r->dir, "%s/ckt-redis.XXXXXX",
+             tmp != NULL && *tmp != '\0' && strlen(tmp) < 40 ? tmp : "/tmp");
     ck_assert_msg(mkdtemp(r->dir) != NULL, "mkdtemp: %s", strerror(errno));
     snprintf(r->sock, sizeof r->sock, "%s/redis.sock", r->dir);
     while (extra != NULL && extra[n] != NULL)
