@@ -10,17 +10,26 @@
 
 int ck__json_depth(const char *s, size_t len)
 {
-    int depth = 0, most = 0, in_str = 0;
+    const char *p = s, *end = s + len;
+    int depth = 0, most = 0;
 
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = 0;
-        } else if (ch == '"') {
-            in_str = 1;
+    /* Only the structural bytes matter; string bodies are skipped with
+     * memchr (this runs on every hit, ahead of the parser). */
+    while (p < end) {
+        char ch = *p++;
+        if (ch == '"') {
+            for (;;) {
+                const char *q = memchr(p, '"', (size_t)(end - p));
+                const char *b;
+                size_t n = 0;
+                if (q == NULL)
+                    return most;
+                for (b = q; b > p && b[-1] == '\\'; b--) /* backslashes right before */
+                    n++;
+                p = q + 1;
+                if (n % 2 == 0)
+                    break;
+            }
         } else if (ch == '[' || ch == '{') {
             if (++depth > most)
                 most = depth;
@@ -80,7 +89,8 @@ ck_status ck__env_decode(const char *s, size_t len, int plain, json_t **value,
         ck__why(why, whylen, "JSON nested too deeply");
         return CK_E_CORRUPT;
     }
-    j = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    /* duplicate keys: the last one wins (jansson's rule), as for any reader */
+    j = json_loadb(s, len, JSON_DECODE_ANY, &err);
     if (j == NULL) {
         ck__why(why, whylen, "not JSON");
         return CK_E_CORRUPT;

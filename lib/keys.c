@@ -69,11 +69,18 @@ int ck__valid_cache_key(const char *s, int plain)
 }
 
 static pthread_once_t ck__sha_once = PTHREAD_ONCE_INIT;
-static EVP_MD *ck__sha; /* kept for the life of the process */
+static EVP_MD *ck__sha;         /* kept for the life of the process */
+static pthread_key_t ck__sha_ctx; /* one reusable digest context per thread */
+
+static void ck__sha_ctx_free(void *m)
+{
+    EVP_MD_CTX_free(m);
+}
 
 static void ck__sha_fetch(void)
 {
-    ck__sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (pthread_key_create(&ck__sha_ctx, ck__sha_ctx_free) == 0)
+        ck__sha = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
 void ck__digest(const ck__keyspace *ks, char domain, const char *s, size_t len, char out[65])
@@ -94,16 +101,18 @@ void ck__digest(const ck__keyspace *ks, char domain, const char *s, size_t len, 
                 mdlen = 0;
         }
     } else {
-        /* one fetch of the implementation per process: OpenSSL 3 looks
-         * EVP_sha256() up on every init otherwise (a microsecond a key) */
-        unsigned char in[2 + CK__KEY_MAX + CK__TAG_MAX];
+        /* one fetch of the implementation per process and one context per
+         * thread: OpenSSL 3 otherwise looks EVP_sha256() up and allocates
+         * a context on every digest */
+        EVP_MD_CTX *m;
         pthread_once(&ck__sha_once, ck__sha_fetch);
-        if (len <= sizeof in - 2) {
-            memcpy(in, head, 2);
-            memcpy(in + 2, s, len);
-            if (EVP_Digest(in, len + 2, md, &mdlen, ck__sha ? ck__sha : EVP_sha256(), NULL) != 1)
-                mdlen = 0;
-        }
+        m = ck__sha != NULL ? pthread_getspecific(ck__sha_ctx) : NULL;
+        if (m == NULL && ck__sha != NULL && (m = EVP_MD_CTX_new()) != NULL)
+            pthread_setspecific(ck__sha_ctx, m);
+        if (m == NULL || EVP_DigestInit_ex2(m, ck__sha, NULL) != 1 ||
+            EVP_DigestUpdate(m, head, 2) != 1 || EVP_DigestUpdate(m, s, len) != 1 ||
+            EVP_DigestFinal_ex(m, md, &mdlen) != 1)
+            mdlen = 0;
     }
     if (mdlen != 32) { /* libcrypto failed: never fall back to the raw input */
         memset(out, '0', 64);

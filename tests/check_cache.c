@@ -521,7 +521,7 @@ START_TEST(corrupt_entries_are_dropped_and_reloaded)
         deep[nd++] = ']';
     deep[nd] = '\0';
     const char *payloads[] = { "{not json", "[1,2,3]", "{\"v\":1}", "{\"v\":1,\"x\":\"soon\"}",
-                               "{\"v\":1,\"x\":5,\"t\":7}", "{\"v\":1,\"x\":1,\"v\":2}",
+                               "{\"v\":1,\"x\":5,\"t\":7}", "{\"v\":1,\"x\":1,\"y\":2,\"z\":3}",
                                "\"just a string\"", "", deep, "{\"v\":1,\"x\":-5}" };
     for (size_t i = 0; i < sizeof payloads / sizeof payloads[0] + 1; i++) {
         ck__ref r;
@@ -548,6 +548,20 @@ START_TEST(corrupt_entries_are_dropped_and_reloaded)
     }
     ck_cache_free(k);
     ck_client_free(c);
+}
+END_TEST
+
+/* The nesting pre-scan skips string bodies, escaped quotes included. */
+START_TEST(json_depth_scan)
+{
+    static const struct { const char *s; int depth; } cases[] = {
+        { "1", 0 }, { "[]", 1 }, { "[[{}]]", 3 }, { "\"[[[[\"", 0 },
+        { "[\"a\\\"[[[\"]", 1 }, { "[\"a\\\\\",[[1]]]", 3 }, { "{\"k\":\"}}}\"}", 1 },
+        { "[\"unterminated [[[", 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(ck__json_depth(cases[i].s, strlen(cases[i].s)) == cases[i].depth,
+                      "case %zu: %s", i, cases[i].s);
 }
 END_TEST
 
@@ -613,6 +627,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, stampede_failed_leader_releases_followers);
     tcase_add_test(tc, stale_value_served_when_loader_fails);
     tcase_add_test(tc, corrupt_entries_are_dropped_and_reloaded);
+    tcase_add_test(tc, json_depth_scan);
     tcase_add_test(tc, redis_down_fail_open_and_closed);
     suite_add_tcase(s, tc);
     return s;
