@@ -2,30 +2,38 @@
  *
  * Time: every script reads Redis's clock once with TIME, as integer
  * microseconds (< 2^53, exact in Lua's doubles); replies are milliseconds,
- * rounded up so that waiting that long is always enough. Numbers are written
- * to Redis only as redis.call() arguments, which Redis formats with %.17g
- * (exact), never through tostring() or `..` (%.14g, which would round).
+ * rounded up so that waiting that long is always enough. Numbers reach
+ * Redis as strings made with string.format: '%d' for integers (all but the
+ * GCRA fraction, '%.17g'); both exact, and '%d' is much cheaper than
+ * letting redis.call() format a Lua number (%.17g through glibc's exact
+ * printf: ~0.6 us per argument, measured). Never through tostring() or
+ * `..`, whose %.14g would round.
  *
  * The rate check evaluates every rule first and writes only if all of them
  * admit the cost, so one script call is all or nothing.
  *
  * KEYS (rate): for rule i (1-based) KEYS[2i-1] is its hash
- *   `<prefix>:r:{<key>}:<i-1>` and KEYS[2i] its log `...:<i-1>:l` (a sorted
- *   set, used by the sliding log only). All in the slot of {<key>}.
+ *   `<prefix>:r:{<key>}:<i-1>` (every algorithm but the sliding log) and
+ *   KEYS[2i] its log `...:<i-1>:l` (a sorted set, the sliding log's only
+ *   key). All in the slot of {<key>}.
  * ARGV (rate): mode ('c' check, 'p' peek), cost, then one "algo window_ms
- *   utc_offset_min limit" per rule (window 0 for calendar rules).
- * Reply: {allowed, rule, limit, remaining, retry_after_ms, reset_after_ms}.
+ *   utc_offset_min limit" per rule (window 0 for calendar rules, offset 0
+ *   unless fixed or calendar).
+ * A check of a single sliding-log rule (the most common and the most
+ *   expensive one) is sent as KEYS = {log}, ARGV = {mode, cost, window_ms,
+ *   limit} and answered by a short path through the same log_rule().
+ * Reply: the string "allowed rule limit remaining retry_after_ms
+ *   reset_after_ms" (decimal integers).
  *
  * A rule's hash: s = "algo window offset" (its signature: a rule whose
- * signature changed starts afresh), a, b, c = the algorithm's state:
- *   sliding log     a = total cost ever logged (each log entry's member is
- *                   the running total up to and including it, its score the
- *                   time), b = that total at the newest expired entry (so the
- *                   cost in the window is a - b without reading the log),
- *                   c = time of the newest entry (times strictly increase)
+ * signature changed starts afresh; a limit change keeps the state), and
  *   sliding window  a = current bucket number, b = its count, c = previous
- *   GCRA            a, b = theoretical arrival time, integer us + fraction
+ *   GCRA            a, b = theoretical arrival time, integer us + fraction;
+ *                   c = when the key expires (us), so the TTL is only
+ *                   written when the arrival time passes it
  *   fixed/calendar  a = window start (us), b = count
+ * The sliding log (see CK__LUA_RATE_LOG) keeps no hash: its entries are
+ * events, and they stay valid when the rule's window or limit changes.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,50 +41,129 @@
 
 #include "rate_internal.h"
 
-/* The window arithmetic: fdiv, civil (days since 1970-01-01 -> y, m, d;
- * H. Hinnant's civil_from_days, proleptic Gregorian) and bounds. Lua in
- * Redis has no os.date, and the offset is the caller's anyway. */
+/* The window of a fixed or calendar rule, as a block: from a (algorithm),
+ * win, off and t (us) it sets s, e = [start, end) in UTC us. Calendar days
+ * come from H. Hinnant's civil_from_days (proleptic Gregorian): Lua in Redis
+ * has no os.date, and the offset is the caller's anyway. floor(x / y) is
+ * exact here: for integers |x| < 2^53 the quotient's rounding error is
+ * below 1/y, the distance from x / y to any other integer. Inlined rather
+ * than a function: creating closures on every call costs Redis CPU. */
 #define CK__LUA_BOUNDS \
-    "local floor, ceil = math.floor, math.ceil\n" \
-    "local DAY = 86400000000\n" \
-    "local MDAYS = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}\n" \
-    "local function fdiv(a, b)\n" \
-    "  local q = floor(a / b)\n" \
-    "  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end\n" \
-    "  return q\n" \
-    "end\n" \
-    "local function civil(z)\n" \
-    "  z = z + 719468\n" \
-    "  local era = floor(z / 146097)\n" \
-    "  local doe = z - era * 146097\n" \
-    "  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)\n" \
-    "  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))\n" \
-    "  local mp = floor((5 * doy + 2) / 153)\n" \
-    "  local d = doy - floor((153 * mp + 2) / 5) + 1\n" \
-    "  local m = mp < 10 and mp + 3 or mp - 9\n" \
-    "  local y = yoe + era * 400\n" \
-    "  if m <= 2 then y = y + 1 end\n" \
-    "  return y, m, d\n" \
-    "end\n" \
-    "local function bounds(algo, win, off, t)\n" \
+    "local s, e\n" \
+    "do\n" \
     "  local l = t + off\n" \
-    "  if algo == 3 then\n" \
-    "    local s = fdiv(l, win) * win - off\n" \
-    "    return s, s + win\n" \
+    "  if a == 3 then\n" \
+    "    s = floor(l / win) * win - off\n" \
+    "    e = s + win\n" \
+    "  else\n" \
+    "    local d = floor(l / DAY)\n" \
+    "    if a == 4 then s, e = d, d + 1\n" \
+    "    elseif a == 5 then\n" \
+    "      s = d - (d + 3) % 7\n" \
+    "      e = s + 7\n" \
+    "    else\n" \
+    "      local z = d + 719468\n" \
+    "      local era = floor(z / 146097)\n" \
+    "      local doe = z - era * 146097\n" \
+    "      local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)\n" \
+    "      local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))\n" \
+    "      local mp = floor((5 * doy + 2) / 153)\n" \
+    "      local dd = doy - floor((153 * mp + 2) / 5) + 1\n" \
+    "      local m = mp < 10 and mp + 3 or mp - 9\n" \
+    "      local y = yoe + era * 400\n" \
+    "      if m <= 2 then y = y + 1 end\n" \
+    "      local n = 31\n" \
+    "      if m == 2 then\n" \
+    "        n = 28\n" \
+    "        if y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then n = 29 end\n" \
+    "      elseif m == 4 or m == 6 or m == 9 or m == 11 then n = 30 end\n" \
+    "      s = d - dd + 1\n" \
+    "      e = s + n\n" \
+    "    end\n" \
+    "    s, e = s * DAY - off, e * DAY - off\n" \
     "  end\n" \
-    "  local d = fdiv(l, DAY)\n" \
-    "  if algo == 4 then return d * DAY - off, (d + 1) * DAY - off end\n" \
-    "  if algo == 5 then\n" \
-    "    local s = d - (d + 3) % 7\n" \
-    "    return s * DAY - off, (s + 7) * DAY - off\n" \
-    "  end\n" \
-    "  local y, m, dd = civil(d)\n" \
-    "  local n = MDAYS[m]\n" \
-    "  if m == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then n = 29 end\n" \
-    "  local s = d - dd + 1\n" \
-    "  return s * DAY - off, (s + n) * DAY - off\n" \
     "end\n"
 
+#define CK__LUA_PRELUDE \
+    "local floor, ceil, fmt = math.floor, math.ceil, string.format\n" \
+    "local DAY = 86400000000\n"
+
+/* The sliding log is its sorted set alone: score = the entry's time
+ * (strictly increasing), member = "<total>:<time>" where total is the
+ * running total of the costs logged up to and including the entry (members
+ * carry the time so that no read needs WITHSCORES, which costs Redis a
+ * double-to-string conversion per score). The cost inside the window is the
+ * newest total minus the total at the newest expired entry (the anchor,
+ * which pruning keeps): two O(log n) reads, whatever the number of entries.
+ * Pruning runs each time the total crosses a multiple of limit/8 + 1 (so at
+ * most that many expired entries wait), and the TTL (two windows) is
+ * renewed by the first entry of each window-long bucket: most checks write
+ * only ZADD.
+ * log_rule(lk, win, lim) -> ok, rem, wait, reset, and when ok what
+ * log_commit(lk, ...) writes: t, member, prune (anchor time string or
+ * false), ttl (ms or false). */
+#define CK__LUA_RATE_LOG \
+    "local function log_rule(lk, win, lim)\n" \
+    "  local t, tot, last, base, anchor = now, 0, 0, 0, false\n" \
+    "  local nw = redis.call('ZRANGE', lk, '-1', '-1')[1]\n" \
+    "  if nw then\n" \
+    "    local x, y = string.match(nw, '^(%d+):(%d+)$')\n" \
+    "    tot, last, anchor = tonumber(x), tonumber(y), nw\n" \
+    "  end\n" \
+    "  if t <= last then t = last + 1 end\n" \
+    "  local cut = t - win\n" \
+    "  if tot > 0 then\n" \
+    "    if last <= cut then base = tot\n" \
+    "    else\n" \
+    "      anchor = false\n" \
+    "      local ex = redis.call('ZREVRANGEBYSCORE', lk, fmt('%d', cut), '-inf', 'LIMIT', '0', '1')[1]\n" \
+    "      if ex then base, anchor = tonumber(string.sub(ex, 1, string.find(ex, ':', 1, true) - 1)), ex end\n" \
+    "    end\n" \
+    "  end\n" \
+    "  local used = tot - base\n" \
+    "  local reset = 0\n" \
+    "  if used > 0 then reset = last + win - t end\n" \
+    "  if used + cost <= lim then\n" \
+    "    if charge > 0 then reset = win end\n" \
+    "    local p, prune, ttl = floor(lim / 8) + 1, false, false\n" \
+    "    if anchor and floor((tot + cost) / p) > floor(tot / p) then prune = anchor end\n" \
+    "    if tot == 0 or floor(t / win) ~= floor(last / win) then ttl = ceil(2 * win / 1000) + 1 end\n" \
+    "    local rem = lim - used - charge\n" \
+    "    if rem < 0 then rem = 0 end\n" \
+    "    return true, rem, 0, reset, t, fmt('%d:%d', tot + cost, t), prune, ttl\n" \
+    "  end\n" \
+    "  local wait = -1\n" \
+    "  if cost <= lim then\n" \
+    /*   the entry whose expiry frees enough: the oldest whose running total
+     *   reaches base + used + cost - lim; totals grow with rank, so look at
+     *   the oldest live entry, then bisect */ \
+    "    local target = base + used + cost - lim\n" \
+    "    local lo = redis.call('ZCOUNT', lk, '-inf', fmt('%d', cut))\n" \
+    "    local e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
+    "    if tonumber(string.match(e, '^%d+')) < target then\n" \
+    "      local hi = redis.call('ZCARD', lk) - 1\n" \
+    "      lo = lo + 1\n" \
+    "      while lo < hi do\n" \
+    "        local mid = floor((lo + hi) / 2)\n" \
+    "        e = redis.call('ZRANGE', lk, fmt('%d', mid), fmt('%d', mid))[1]\n" \
+    "        if tonumber(string.match(e, '^%d+')) >= target then hi = mid else lo = mid + 1 end\n" \
+    "      end\n" \
+    "      e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
+    "    end\n" \
+    "    wait = tonumber(string.match(e, ':(%d+)$')) + win - t\n" \
+    "  end\n" \
+    "  local rem = lim - used\n" \
+    "  if rem < 0 then rem = 0 end\n" \
+    "  return false, rem, wait, reset\n" \
+    "end\n" \
+    "local function log_commit(lk, t, member, prune, ttl)\n" \
+    "  if prune then redis.call('ZREMRANGEBYSCORE', lk, '-inf', '(' .. string.match(prune, ':(%d+)$')) end\n" \
+    "  redis.call('ZADD', lk, fmt('%d', t), member)\n" \
+    "  if ttl then redis.call('PEXPIRE', lk, fmt('%d', ttl)) end\n" \
+    "end\n"
+
+/* Replies are one string "allowed rule limit remaining retry_after_ms
+ * reset_after_ms": cheaper for Redis and the client than a 6-element array. */
 #define CK__LUA_RATE_HEAD \
     "local mode, cost = ARGV[1], tonumber(ARGV[2])\n" \
     "local commit = mode == 'c' and cost > 0\n" \
@@ -84,6 +171,19 @@
     "if mode == 'c' then charge = cost end\n" \
     "local tm = redis.call('TIME')\n" \
     "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n" \
+    CK__LUA_RATE_LOG \
+    /* the common case, one sliding-log rule, comes without the multi-rule
+     * machinery: KEYS = {log}, ARGV = {mode, cost, window_ms, limit} */ \
+    "if #KEYS == 1 then\n" \
+    "  local lim = tonumber(ARGV[4])\n" \
+    "  local ok, rem, wait, reset, t, member, prune, ttl = log_rule(KEYS[1], tonumber(ARGV[3]) * 1000, lim)\n" \
+    "  if not ok then\n" \
+    "    if wait > 0 then wait = ceil(wait / 1000) end\n" \
+    "    return fmt('0 0 %d %d %d %d', lim, rem, wait, ceil(reset / 1000))\n" \
+    "  end\n" \
+    "  if commit then log_commit(KEYS[1], t, member, prune, ttl) end\n" \
+    "  return fmt('1 -1 %d %d 0 %d', lim, rem, ceil(reset / 1000))\n" \
+    "end\n" \
     "local ok_all, retry = true, 0\n" \
     "local rep, rep_lim, rep_rem, rep_reset = -1, 0, 0, 0\n" \
     "local todo = {}\n" \
@@ -94,63 +194,25 @@
     "  a, lim = tonumber(a), tonumber(lim)\n" \
     "  local win, off = tonumber(w) * 1000, tonumber(o) * 60000000\n" \
     "  local hk, lk = KEYS[2 * i - 1], KEYS[2 * i]\n" \
-    "  local st = redis.call('HMGET', hk, 's', 'a', 'b', 'c')\n" \
-    "  local fresh = st[1] ~= sig\n" \
     "  local t = now\n" \
-    "  local ok, rem, wait, reset, job\n" \
-    "  if a == 0 then\n"
+    "  local ok, rem, wait, reset, job, st, fresh\n" \
+    "  if a == 0 then\n" \
+    "    local lt, lm, lp, lttl\n" \
+    "    ok, rem, wait, reset, lt, lm, lp, lttl = log_rule(lk, win, lim)\n" \
+    "    if ok then job = {0, lk, lt, lm, lp, lttl, false} end\n" \
+    "  else\n" \
+    "    st = redis.call('HMGET', hk, 's', 'a', 'b', 'c')\n" \
+    "    fresh = st[1] ~= sig\n" \
+    "  end\n" \
+    "  if a == 0 then -- done above\n"
 
-#define CK__LUA_RATE_LOG \
-    /*   sliding log */ \
-    "    local tot, base, last, nb, newest = 0, 0, 0, 0, 0\n" \
-    "    if not fresh then tot, base, last = tonumber(st[2]), tonumber(st[3]), tonumber(st[4]) end\n" \
-    "    if t <= last then t = last + 1 end\n" \
-    "    local cut = t - win\n" \
-    "    nb = base\n" \
-    "    if tot > base then\n" \
-    "      local nw = redis.call('ZRANGE', lk, -1, -1, 'WITHSCORES')\n" \
-    "      if nw[1] and tonumber(nw[1]) == tot then\n" \
-    "        newest = tonumber(nw[2])\n" \
-    "        local ex = redis.call('ZREVRANGEBYSCORE', lk, cut, '-inf', 'LIMIT', 0, 1)\n" \
-    "        if ex[1] then nb = tonumber(ex[1]) end\n" \
-    "      else\n" \
-    "        fresh, tot, base, nb = true, 0, 0, 0\n" \
-    "      end\n" \
-    "    end\n" \
-    "    local used = tot - nb\n" \
-    "    ok = used + cost <= lim\n" \
-    "    reset = 0\n" \
-    "    if used > 0 then reset = newest + win - t end\n" \
-    "    if ok then\n" \
-    "      rem = lim - used - charge\n" \
-    "      if charge > 0 then reset = win end\n" \
-    "      job = {0, hk, sig, lk, fresh, nb > base, cut, t, tot + cost, nb, win}\n" \
-    "    else\n" \
-    "      rem = lim - used\n" \
-    "      if cost > lim then wait = -1 else\n" \
-    /*       the entry whose expiry frees enough: the oldest whose running
-     *       total reaches nb + used + cost - lim; totals grow with rank, so
-     *       look at the oldest live entry, then bisect */ \
-    "        local target = nb + used + cost - lim\n" \
-    "        local lo = redis.call('ZCOUNT', lk, '-inf', cut)\n" \
-    "        local e = redis.call('ZRANGE', lk, lo, lo, 'WITHSCORES')\n" \
-    "        if tonumber(e[1]) < target then\n" \
-    "          local hi = redis.call('ZCARD', lk) - 1\n" \
-    "          lo = lo + 1\n" \
-    "          while lo < hi do\n" \
-    "            local mid = floor((lo + hi) / 2)\n" \
-    "            if tonumber(redis.call('ZRANGE', lk, mid, mid)[1]) >= target then hi = mid else lo = mid + 1 end\n" \
-    "          end\n" \
-    "          e = redis.call('ZRANGE', lk, lo, lo, 'WITHSCORES')\n" \
-    "        end\n" \
-    "        wait = tonumber(e[2]) + win - t\n" \
-    "      end\n" \
-    "    end\n"
-
+/* The counters live in the rule's hash (see the top of this file). A TTL
+ * is written only when it has to grow: at the first charge of a bucket or
+ * window, or (GCRA) when the arrival time passes the expiry recorded in c. */
 #define CK__LUA_RATE_COUNTERS \
     "  elseif a == 1 then\n" \
     /*   sliding window: previous bucket weighted by its overlap */ \
-    "    local b = fdiv(t, win)\n" \
+    "    local b = floor(t / win)\n" \
     "    local cur, prev = 0, 0\n" \
     "    if not fresh then\n" \
     "      local sb = tonumber(st[2])\n" \
@@ -164,8 +226,10 @@
     "    ok = prev * rest + (cur + cost) * win <= lim * win\n" \
     "    if ok then\n" \
     "      rem = lim - carry - cur - charge\n" \
+    "      local ttl = false\n" \
+    "      if fresh or tonumber(st[2]) ~= b then ttl = ceil(2 * win / 1000) + 1 end\n" \
+    "      job = {1, hk, sig, b, fmt('%d', cur + cost), prev, ttl}\n" \
     "      cur = cur + charge\n" \
-    "      job = {1, hk, sig, b, cur + cost - charge, prev, win}\n" \
     "    else\n" \
     "      rem = lim - carry - cur\n" \
     "      if cost > lim then wait = -1\n" \
@@ -178,11 +242,12 @@
     "    end\n" \
     "    if cur > 0 then reset = (b + 2) * win - t elseif prev > 0 then reset = rest else reset = 0 end\n" \
     "  elseif a == 2 then\n" \
-    /*   GCRA: burst = lim, emission interval win / lim */ \
-    "    local ta, tf = t, 0\n" \
+    /*   GCRA: burst = lim, emission interval win / lim; c = the key's expiry (us) */ \
+    "    local ta, tf, exp = t, 0, 0\n" \
     "    if not fresh then\n" \
     "      local sa = tonumber(st[2])\n" \
     "      if sa >= t then ta, tf = sa, tonumber(st[3]) end\n" \
+    "      if st[4] then exp = tonumber(st[4]) end\n" \
     "    end\n" \
     "    local x = tf + cost * win / lim\n" \
     "    local ip = floor(x)\n" \
@@ -191,7 +256,12 @@
     "    local a2 = ahead0\n" \
     "    if ok then\n" \
     "      if charge > 0 then a2 = ahead end\n" \
-    "      job = {2, hk, sig, ta + ip, x - ip, ahead}\n" \
+    "      local ttl = false\n" \
+    "      if ta + ip + 1 > exp then\n" \
+    "        ttl = ceil((ta + ip + 1 - t + win) / 1000) + 1\n" \
+    "        exp = t + (ttl - 1) * 1000\n" \
+    "      end\n" \
+    "      job = {1, hk, sig, ta + ip, fmt('%.17g', x - ip), exp, ttl}\n" \
     "    elseif cost > lim then wait = -1\n" \
     "    else wait = ceil(ahead - win) end\n" \
     "    rem = floor((win - a2) * lim / win + 1e-6)\n" \
@@ -199,13 +269,15 @@
     "    if a2 > 0 then reset = ceil(a2) end\n" \
     "  else\n" \
     /*   fixed and calendar windows */ \
-    "    local s, e = bounds(a, win, off, t)\n" \
+    CK__LUA_BOUNDS \
     "    local n = 0\n" \
     "    if not fresh and tonumber(st[2]) == s then n = tonumber(st[3]) end\n" \
     "    ok = n + cost <= lim\n" \
     "    if ok then\n" \
+    "      local ttl = false\n" \
+    "      if fresh or tonumber(st[2]) ~= s then ttl = ceil((e - t) / 1000) + 1 end\n" \
+    "      job = {1, hk, sig, s, fmt('%d', n + cost), false, ttl}\n" \
     "      n = n + charge\n" \
-    "      job = {3, hk, sig, s, n + cost - charge, e - t}\n" \
     "    elseif cost > lim then wait = -1\n" \
     "    else wait = e - t end\n" \
     "    rem = lim - n\n" \
@@ -225,40 +297,28 @@
     "end\n" \
     "if ok_all and commit then\n" \
     "  for j = 1, #todo do\n" \
-    "    local b = todo[j]\n" \
-    "    local k, hk, sig = b[1], b[2], b[3]\n" \
-    "    if k == 0 then\n" \
-    "      local lk = b[4]\n" \
-    "      if b[5] then redis.call('DEL', lk) elseif b[6] then redis.call('ZREMRANGEBYSCORE', lk, '-inf', b[7]) end\n" \
-    "      redis.call('ZADD', lk, b[8], b[9])\n" \
-    "      redis.call('HSET', hk, 's', sig, 'a', b[9], 'b', b[10], 'c', b[8])\n" \
-    "      redis.call('PEXPIRE', lk, ceil(b[11] / 1000) + 1)\n" \
-    "      redis.call('PEXPIRE', hk, ceil(b[11] / 1000) + 1)\n" \
-    "    elseif k == 1 then\n" \
-    "      redis.call('HSET', hk, 's', sig, 'a', b[4], 'b', b[5], 'c', b[6])\n" \
-    "      redis.call('PEXPIRE', hk, ceil(2 * b[7] / 1000) + 1)\n" \
-    "    elseif k == 2 then\n" \
-    "      redis.call('HSET', hk, 's', sig, 'a', b[4], 'b', b[5])\n" \
-    "      redis.call('PEXPIRE', hk, ceil(b[6] / 1000) + 1)\n" \
+    "    local k, key, x3, x4, x5, x6, x7 = unpack(todo[j], 1, 7)\n" \
+    "    if k == 0 then log_commit(key, x3, x4, x5, x6)\n" \
     "    else\n" \
-    "      redis.call('HSET', hk, 's', sig, 'a', b[4], 'b', b[5])\n" \
-    "      redis.call('PEXPIRE', hk, ceil(b[6] / 1000) + 1)\n" \
+    "      if x6 then redis.call('HSET', key, 's', x3, 'a', fmt('%d', x4), 'b', x5, 'c', fmt('%d', x6))\n" \
+    "      else redis.call('HSET', key, 's', x3, 'a', fmt('%d', x4), 'b', x5) end\n" \
+    "      if x7 then redis.call('PEXPIRE', key, fmt('%d', x7)) end\n" \
     "    end\n" \
     "  end\n" \
     "end\n" \
     "local rms = 0\n" \
     "if retry < 0 then rms = -1 elseif retry > 0 then rms = ceil(retry / 1000) end\n" \
     "if ok_all then rep = -1 end\n" \
-    "return {ok_all and 1 or 0, rep, rep_lim, rep_rem, rms, ceil(rep_reset / 1000)}\n"
+    "return fmt('%d %d %d %d %d %d', ok_all and 1 or 0, rep, rep_lim, rep_rem, rms, ceil(rep_reset / 1000))\n"
 
-const char ck__rate_lua_bounds[] = CK__LUA_BOUNDS;
+const char ck__rate_lua_bounds[] = CK__LUA_PRELUDE CK__LUA_BOUNDS;
 
 /* The two rate scripts are longer than the 4095 bytes a C string literal may
  * portably have, so they are assembled once from their parts. */
 static const char *const ck__rate_parts[] = {
-    CK__LUA_BOUNDS, CK__LUA_RATE_HEAD, CK__LUA_RATE_LOG, CK__LUA_RATE_COUNTERS, CK__LUA_RATE_TAIL,
+    CK__LUA_PRELUDE, CK__LUA_RATE_HEAD, CK__LUA_RATE_COUNTERS, CK__LUA_RATE_TAIL,
 };
-#define CK__RATE_SRC_MAX 8192
+#define CK__RATE_SRC_MAX 16384
 static char ck__rate_check_src[CK__RATE_SRC_MAX];
 static char ck__rate_peek_src[CK__RATE_SRC_MAX];
 static pthread_once_t ck__rate_once = PTHREAD_ONCE_INIT;
@@ -309,15 +369,16 @@ ck__script ck__slots_script = {
     "local op, who = ARGV[1], ARGV[2]\n"
     "local tm = redis.call('TIME')\n"
     "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"
-    "local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)\n"
+    "local nows = string.format('%d', now)\n"
+    "local gone = redis.call('ZRANGEBYSCORE', z, '-inf', nows)\n"
     "if #gone > 0 then\n"
-    "  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)\n"
+    "  redis.call('ZREMRANGEBYSCORE', z, '-inf', nows)\n"
     "  for i = 1, #gone, 1000 do redis.call('HDEL', h, unpack(gone, i, math.min(i + 999, #gone))) end\n"
     "end\n"
     "local function keep()\n"
-    "  local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')\n"
+    "  local last = redis.call('ZRANGE', z, '-1', '-1', 'WITHSCORES')\n"
     "  if last[2] then\n"
-    "    local ttl = math.ceil((tonumber(last[2]) - now) / 1000) + 1\n"
+    "    local ttl = string.format('%d', math.ceil((tonumber(last[2]) - now) / 1000) + 1)\n"
     "    redis.call('PEXPIRE', z, ttl)\n"
     "    redis.call('PEXPIRE', h, ttl)\n"
     "  end\n"
@@ -327,21 +388,21 @@ ck__script ck__slots_script = {
     "  local held = redis.call('ZSCORE', z, who)\n"
     "  local n = redis.call('ZCARD', z)\n"
     "  if held or n < max then\n"
-    "    redis.call('ZADD', z, now + stale * 1000, who)\n"
-    "    redis.call('HSET', h, who, stale)\n"
+    "    redis.call('ZADD', z, string.format('%d', now + stale * 1000), who)\n"
+    "    redis.call('HSET', h, who, ARGV[4])\n"
     "    if not held then n = n + 1 end\n"
     "    keep()\n"
     "    local left = max - n\n"
     "    if left < 0 then left = 0 end\n"
     "    return {1, left, 0, stale}\n"
     "  end\n"
-    "  local o = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')\n"
+    "  local o = redis.call('ZRANGE', z, '0', '0', 'WITHSCORES')\n"
     "  local w = math.ceil((tonumber(o[2]) - now) / 1000)\n"
     "  return {0, 0, w, w}\n"
     "elseif op == 't' then\n"
     "  local stale = tonumber(redis.call('HGET', h, who))\n"
     "  if not stale or not redis.call('ZSCORE', z, who) then return 0 end\n"
-    "  redis.call('ZADD', z, 'XX', now + stale * 1000, who)\n"
+    "  redis.call('ZADD', z, 'XX', string.format('%d', now + stale * 1000), who)\n"
     "  keep()\n"
     "  return 1\n"
     "end\n"
