@@ -1132,6 +1132,56 @@ START_TEST(ambiguous_timeout_is_not_retried)
 }
 END_TEST
 
+/* The least-privilege ACL of docs/client.md (client layer + rate limits +
+ * slots) is enough for every call, and a missing command is reported. */
+START_TEST(acl_least_privilege)
+{
+    ckt_redis *srv = ckt_redis_start(NULL);
+    const char *setuser[] = { "ACL", "SETUSER", "ckrate", "reset", "on", ">rate-pw", "~ck:*", "&ck:*",
+                              "+ping", "+select", "+evalsha", "+script|load", "+client|setname",
+                              "+info", "+time", "+hmget", "+hset", "+hget", "+hdel", "+zadd",
+                              "+zrange", "+zrangebyscore", "+zrevrangebyscore", "+zremrangebyscore",
+                              "+zcount", "+zcard", "+zscore", "+zrem", "+pexpire", "+unlink", NULL };
+    ck_rate_rule rules[7];
+    ck_rate_result r;
+    ckt_log lg;
+    char url[128];
+    ck_client *c;
+    ckt_log_init(&lg);
+    cmd_ok(ckt_redis_url(srv), setuser);
+    snprintf(url, sizeof url, "redis://ckrate:rate-pw@127.0.0.1:%d", ckt_redis_port(srv));
+    c = rate_client(url, CK_FAIL_CLOSED, &lg);
+    for (int a = 0; a < 7; a++)
+        rules[a] = (ck_rate_rule){ (ck_rl_algo)a, 3, 60000, 0 };
+    for (int i = 0; i < 4; i++) { /* allowed, then the denial paths (log: retry search) */
+        ck_assert_int_eq(ck_rate_check(c, "acl", rules, 7, 1, &r), CK_OK);
+        ck_assert_int_eq(ck_rate_check(c, "acl1", rules, 1, 1, &r), CK_OK);
+        ck_assert_int_eq(ck_rate_peek(c, "acl", rules, 7, &r), CK_OK);
+    }
+    ck_assert_int_eq(r.allowed, 0);
+    ck_assert_int_eq(ck_rate_reset(c, "acl"), CK_OK);
+    ck_assert_int_eq(ck_slots_acquire(c, "acl", 1, "a", 100, &r), CK_OK);
+    ck_assert_int_eq(ck_slots_acquire(c, "acl", 1, "b", 100, &r), CK_OK);
+    ck_assert_int_eq(r.allowed, 0);
+    ck_assert_int_eq(ck_slots_touch(c, "acl", "a"), CK_OK);
+    ck_assert_int_eq(ck_slots_release(c, "acl", "a"), CK_OK);
+    ck_assert_msg(!ckt_log_has(&lg, "NOPERM"), "%s", lg.buf);
+    ck_client_free(c);
+
+    /* without +time every script fails: reported, closed answers */
+    const char *deny[] = { "ACL", "SETUSER", "ckrate", "-time", NULL };
+    cmd_ok(ckt_redis_url(srv), deny);
+    c = rate_client(url, CK_FAIL_CLOSED, &lg);
+    ck_assert_int_ne(ck_rate_check(c, "acl", rules, 1, 1, &r), CK_OK);
+    ck_assert_int_eq(r.allowed, 0);
+    ck_assert_int_eq(r.degraded, 1);
+    ck_assert(ckt_log_has(&lg, "ck_rate_check: redis error"));
+    ck_client_free(c);
+    ckt_log_free(&lg);
+    ckt_redis_stop(srv);
+}
+END_TEST
+
 /* ---- headers ---- */
 
 START_TEST(format_headers_snprintf_style)
@@ -1262,6 +1312,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, fail_local_enforces_share);
     tcase_add_test(tc, fail_local_is_exact_under_threads);
     tcase_add_test(tc, ambiguous_timeout_is_not_retried);
+    tcase_add_test(tc, acl_least_privilege);
     tcase_add_test(tc, format_headers_snprintf_style);
     tcase_add_test(tc, stats_count_answers);
     tcase_add_test(tc, rule_changes_and_prefix);
