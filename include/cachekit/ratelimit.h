@@ -117,15 +117,16 @@ CACHEKIT_API int ck_rate_format_headers(const ck_rate_result *r, char *buf, size
  * @param out   [out] the answer; filled on every status except when it is NULL.
  * @return
  *   - CK_OK: `out` is the answer. From Redis (degraded 0), or, when Redis is
- *     unreachable, timed out, busy or the breaker is open: with CK_FAIL_OPEN
+ *     unreachable, timed out, busy, refusing writes, denying a command by
+ *     ACL (NOPERM), or the breaker is open: with CK_FAIL_OPEN
  *     allowed = 1 (remaining/reset -1), with CK_FAIL_LOCAL the in-process
  *     limiter's answer for limit/local_instances (at least 1) per rule;
  *     degraded = 1 in both.
  *   - CK_E_UNAVAILABLE: only with CK_FAIL_CLOSED, when Redis could not
  *     answer: allowed = 0, degraded = 1, retry_after_ms = breaker_cooldown_ms.
- *   - CK_E_PROTOCOL / CK_E_NOMEM: Redis answered with an error (an ACL that
- *     lacks a command, a script error) or an allocation failed; logged, and
- *     `out` holds the fail mode's answer with degraded = 1.
+ *   - CK_E_PROTOCOL / CK_E_NOMEM: Redis answered with another error (a
+ *     script error) or an unexpected reply, or an allocation failed; logged,
+ *     and `out` holds the fail mode's answer with degraded = 1.
  *   - CK_E_INVALID: a NULL argument, a bad key, no or too many rules, a bad
  *     rule (limit, window or offset out of range), cost < 0; logged; `out`
  *     says allowed 0, degraded 0.
