@@ -20,8 +20,8 @@ extern "C" {
  *  count stays exact in Lua's doubles. */
 #define CK_RATE_MAX_LIMIT ((int64_t)1 << 50)
 /** Largest `limit` of a CK_RL_SLIDING_LOG rule. The log keeps one sorted-set
- *  entry (~105 bytes of Redis memory) per admitted request still inside the
- *  window, so a full log of 10000 costs ~1 MB; for larger limits use
+ *  entry (~118 bytes of Redis memory) per admitted request still inside the
+ *  window, so a full log of 10000 costs ~1.3 MB; for larger limits use
  *  CK_RL_SLIDING_WINDOW (two counters per key) or CK_RL_GCRA (one timestamp). */
 #define CK_RATE_LOG_MAX_LIMIT 10000
 /** Longest `window_ms`: 10 years of 365 days. */
@@ -55,8 +55,11 @@ typedef enum {
 
 /**
  * One limit on a key. A rule's state lives in Redis under
- * `<prefix>:r:{<key>}:<rule index>`: changing a rule's algorithm, window or
- * offset starts that rule afresh, changing only its limit keeps its state.
+ * `<prefix>:r:{<key>}:<rule index>` (a sliding log under `...:<index>:l`):
+ * keep a key's rules in the same order. Changing a rule's algorithm, window
+ * or offset starts that rule afresh (a sliding log keeps its entries, which
+ * are events, when only its window changes); changing only its limit keeps
+ * its state.
  */
 typedef struct ck_rate_rule {
     ck_rl_algo algo;
