@@ -22,8 +22,7 @@
  * A check of a single sliding-log rule (the most common and the most
  *   expensive one) is sent as KEYS = {log}, ARGV = {mode, cost, window_ms,
  *   limit} and answered by a short path through the same log_rule().
- * Reply: the string "allowed rule limit remaining retry_after_ms
- *   reset_after_ms" (decimal integers).
+ * Reply: {allowed, rule, limit, remaining, retry_after_ms, reset_after_ms}.
  *
  * A rule's hash: s = "algo window offset" (its signature: a rule whose
  * signature changed starts afresh; a limit change keeps the state), and
@@ -162,8 +161,9 @@
     "  if ttl then redis.call('PEXPIRE', lk, fmt('%d', ttl)) end\n" \
     "end\n"
 
-/* Replies are one string "allowed rule limit remaining retry_after_ms
- * reset_after_ms": cheaper for Redis and the client than a 6-element array. */
+/* Replies are {allowed, rule, limit, remaining, retry_after_ms,
+ * reset_after_ms}: a table of numbers costs Redis less than building the
+ * same as a string with string.format (measured). */
 #define CK__LUA_RATE_HEAD \
     "local mode, cost = ARGV[1], tonumber(ARGV[2])\n" \
     "local commit = mode == 'c' and cost > 0\n" \
@@ -179,10 +179,10 @@
     "  local ok, rem, wait, reset, t, member, prune, ttl = log_rule(KEYS[1], tonumber(ARGV[3]) * 1000, lim)\n" \
     "  if not ok then\n" \
     "    if wait > 0 then wait = ceil(wait / 1000) end\n" \
-    "    return fmt('0 0 %d %d %d %d', lim, rem, wait, ceil(reset / 1000))\n" \
+    "    return {0, 0, lim, rem, wait, ceil(reset / 1000)}\n" \
     "  end\n" \
     "  if commit then log_commit(KEYS[1], t, member, prune, ttl) end\n" \
-    "  return fmt('1 -1 %d %d 0 %d', lim, rem, ceil(reset / 1000))\n" \
+    "  return {1, -1, lim, rem, 0, ceil(reset / 1000)}\n" \
     "end\n" \
     "local ok_all, retry = true, 0\n" \
     "local rep, rep_lim, rep_rem, rep_reset = -1, 0, 0, 0\n" \
@@ -309,7 +309,7 @@
     "local rms = 0\n" \
     "if retry < 0 then rms = -1 elseif retry > 0 then rms = ceil(retry / 1000) end\n" \
     "if ok_all then rep = -1 end\n" \
-    "return fmt('%d %d %d %d %d %d', ok_all and 1 or 0, rep, rep_lim, rep_rem, rms, ceil(rep_reset / 1000))\n"
+    "return {ok_all and 1 or 0, rep, rep_lim, rep_rem, rms, ceil(rep_reset / 1000)}\n"
 
 const char ck__rate_lua_bounds[] = CK__LUA_PRELUDE CK__LUA_BOUNDS;
 

@@ -234,38 +234,19 @@ static ck_status ck__rate_fallback(ck_client *c, ck_status st, const char *key, 
 
 /* ---- check and peek ---- */
 
-/* The script's reply: "allowed rule limit remaining retry_after_ms
- * reset_after_ms", six decimal integers. */
+/* The script's reply: {allowed, rule, limit, remaining, retry_after_ms,
+ * reset_after_ms}. */
 static ck_status ck__rate_parse(const redisReply *r, ck_rate_result *out)
 {
     long long v[6];
-    const char *p, *end;
 
-    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
         return CK_E_PROTOCOL;
-    p = r->str;
-    end = r->str + r->len;
     for (int i = 0; i < 6; i++) {
-        int neg = 0, digits = 0;
-        long long x = 0;
-
-        if (i > 0) {
-            if (p >= end || *p != ' ')
-                return CK_E_PROTOCOL;
-            p++;
-        }
-        if (p < end && *p == '-') {
-            neg = 1;
-            p++;
-        }
-        for (; p < end && *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
-            x = x * 10 + (*p - '0');
-        if (digits == 0)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
             return CK_E_PROTOCOL;
-        v[i] = neg ? -x : x;
+        v[i] = r->element[i]->integer;
     }
-    if (p != end)
-        return CK_E_PROTOCOL;
     out->allowed = v[0] != 0;
     out->rule = (int)v[1];
     out->limit = v[2];
