@@ -31,5 +31,6 @@
 #include "cachekit/client.h"
 #include "cachekit/cache.h"
 #include "cachekit/lock.h"
+#include "cachekit/ratelimit.h"
 
 #endif
