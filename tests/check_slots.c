@@ -109,7 +109,7 @@ START_TEST(max_active_and_reacquire)
     char key[64];
     unique_key(key, sizeof key, "max");
     for (int i = 0; i < 3; i++) {
-        char h[8];
+        char h[16];
         snprintf(h, sizeof h, "h%d", i);
         ck_assert_int_eq(ck_slots_acquire(c, key, 3, h, 60000, &r), CK_OK);
         ck_assert_int_eq(r.allowed, 1);
@@ -351,7 +351,7 @@ START_TEST(fail_modes_with_redis_stopped)
 
     /* local: 4 / 2 instances = 2 holders in this process */
     for (int i = 0; i < 3; i++) {
-        char h[8];
+        char h[16];
         snprintf(h, sizeof h, "l%d", i);
         ck_assert_int_eq(ck_slots_acquire(local, "k", 4, h, 60000, &r), CK_OK);
         ck_assert_int_eq(r.degraded, 1);
