@@ -4,12 +4,14 @@
  * Include only this header. Link with `pkg-config --cflags --libs cachekit`.
  *
  * Thread safety
- *   - ck_client (and, as they land, ck_cache) may be shared by any number of
- *     threads and called concurrently.
+ *   - ck_client and ck_cache may be shared by any number of threads and
+ *     called concurrently; so may every ck_rate_* / ck_slots_* call.
  *   - A ck_lock is used by one thread at a time; it may move between threads.
  *   - Loaders, ck_redis_fn functions and the log function may run on several
  *     threads at once. The log function must not call back into libcachekit.
- *   - libcachekit never modifies a json_t you pass in.
+ *   - libcachekit never modifies a json_t you pass in; every json_t it
+ *     returns is a new reference of your own (values waiting threads share
+ *     are deep-copied per caller).
  *
  * Ownership
  *   - ck_X_new(..., ck_X **out): the caller owns *out and frees it with
