@@ -594,7 +594,7 @@ START_TEST(sliding_log_retry_is_exact)
         ck_assert_int_eq(check1(c, key, CK_RL_SLIDING_LOG, 6, W, i + 1, &r), CK_OK); /* 1, 2, 3 */
         got[i] = ckt_now_us();
         ck_assert_int_eq(r.allowed, 1);
-        ckt_sleep_ms(30);
+        ckt_sleep_ms(100);
     }
     /* full (6): cost 3 needs entries 0 and 1 (1 + 2) gone: entry 1's expiry */
     s = ckt_now_us();
@@ -614,9 +614,14 @@ START_TEST(sliding_log_retry_is_exact)
      * worth of extra capacity: 3 is exactly what was freed */
     ck_assert_int_eq(check1(c, key, CK_RL_SLIDING_LOG, 6, W, 3, &r), CK_OK);
     ckt_sleep_ms((int)r.retry_after_ms);
+    s = ckt_now_us();
     ck_assert_int_eq(check1(c, key, CK_RL_SLIDING_LOG, 6, W, 3, &r), CK_OK);
     ck_assert_int_eq(r.allowed, 1);
-    ck_assert_int_eq(r.remaining, 0);
+    /* entry 2 (cost 3) is still in the window unless this process was
+     * descheduled past its expiry (valgrind, a loaded machine): only then
+     * may more than the freed 3 show up */
+    if (s < sent[2] + W * 1000)
+        ck_assert_int_eq(r.remaining, 0);
     ck_client_free(c);
 }
 END_TEST
