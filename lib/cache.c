@@ -19,8 +19,10 @@
 /* ---- scripts ---- */
 
 /* KEYS: entry, scopes index, stampede lock, tag indexes...
- * ARGV: payload, physical PX, scope, leader token ("" = none).
- * Indexes live as long as their longest entry (PTTL only grows). */
+ * ARGV: payload, physical PX, scope, leader token ("" = none), channel,
+ * invalidation message. Indexes live as long as their longest entry (PTTL
+ * only grows). Every mutating script publishes on the cache's channel from
+ * inside the script, so no instance's L1 can miss a change that happened. */
 static ck__script ck__write_script = { "cache_write",
     "local px = tonumber(ARGV[2])\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', px)\n"
@@ -33,10 +35,12 @@ static ck__script ck__write_script = { "cache_write",
     "if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then\n"
     "  redis.call('DEL', KEYS[3])\n"
     "end\n"
+    "redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
     "return 1\n", "" };
 
-/* KEYS: scopes index. ARGV: entry key head, entry key tail, "any".
- * Every scope recorded for the key, plus "any" (Dify's default scope). */
+/* KEYS: scopes index. ARGV: entry key head, entry key tail, "any",
+ * channel, message. Every scope recorded for the key, plus "any" (Dify's
+ * default scope). */
 static ck__script ck__inval_all_script = { "cache_invalidate_all",
     "local n = 0\n"
     "local seen = {}\n"
@@ -46,14 +50,23 @@ static ck__script ck__inval_all_script = { "cache_invalidate_all",
     "end\n"
     "if not seen[ARGV[3]] then n = n + redis.call('DEL', ARGV[1] .. ARGV[3] .. ARGV[2]) end\n"
     "redis.call('DEL', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
     "return n\n", "" };
 
-/* KEYS: tag index. ARGV: batch size. Pops a bounded batch of entry keys
- * and deletes them; the caller repeats until a short batch. */
+/* KEYS: entry. ARGV: channel, message. One scope of a key. */
+static ck__script ck__inval_one_script = { "cache_invalidate_one",
+    "local n = redis.call('DEL', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+    "return n\n", "" };
+
+/* KEYS: tag index. ARGV: batch size, channel, message head. Pops a
+ * bounded batch of entry keys, deletes them, publishes them (one per line
+ * after the head) and returns them; the caller repeats until a short batch. */
 static ck__script ck__inval_tag_script = { "cache_invalidate_tag",
     "local m = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))\n"
     "for _, k in ipairs(m) do redis.call('DEL', k) end\n"
-    "return #m\n", "" };
+    "if #m > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. table.concat(m, '\\n')) end\n"
+    "return m\n", "" };
 
 /* KEYS: stampede lock. ARGV: leader token, marker PX. A leader whose
  * loader failed leaves "F" so that followers stop waiting at once. */
@@ -79,6 +92,7 @@ static ck__script ck__lead_script = { "cache_lead",
     "return {1}\n", "" };
 
 #define CK__TAG_BATCH 256
+#define CK__L1_MAX_ENTRIES ((size_t)1 << 24)
 #define CK__FAIL_MARK_MS 1000
 
 /* ---- options and lifetime ---- */
@@ -99,7 +113,7 @@ void ck_cache_options_init(ck_cache_options *o)
     o->l1_ttl_ms = 30000;
 }
 
-static const char *ck__cache_check(const ck_cache_options *o, const char *prefix)
+static const char *ck__options_check(const ck_cache_options *o, const char *prefix)
 {
     if (!ck__valid_ident(o->name, CK__IDENT_MAX))
         return "name must be 1-64 bytes of [A-Za-z0-9_.-]";
@@ -116,8 +130,8 @@ static const char *ck__cache_check(const ck_cache_options *o, const char *prefix
         return "stampede_lock_ms, stampede_wait_ms and stale_ttl_ms must be >= 0";
     if ((int64_t)o->ttl_ms * (100 + o->jitter_pct) / 100 + o->stale_ttl_ms > INT32_MAX)
         return "ttl_ms + stale_ttl_ms too large";
-    if (o->l1_max_entries != 0)
-        return "l1_max_entries: the L1 tier is not in this version (use 0)";
+    if (o->l1_max_entries > CK__L1_MAX_ENTRIES)
+        return "l1_max_entries must be at most 16777216";
     if (o->l1_ttl_ms <= 0)
         return "l1_ttl_ms must be > 0";
     /* plain keys are "<name>:...": a name equal to the prefix could forge
@@ -137,7 +151,7 @@ ck_status ck_cache_new(ck_client *c, const ck_cache_options *o, ck_cache **out)
     *out = NULL;
     if (c == NULL || o == NULL)
         return CK_E_INVALID;
-    why = ck__cache_check(o, ck__client_options(c)->prefix);
+    why = ck__options_check(o, ck__client_options(c)->prefix);
     if (why != NULL) {
         ck__log(ck__client_logger(c), CK_LOG_ERROR, "ck_cache_new: %s", why);
         return CK_E_INVALID;
@@ -168,6 +182,22 @@ ck_status ck_cache_new(ck_client *c, const ck_cache_options *o, ck_cache **out)
     k->ks.hkey_len = o->hmac_key_len;
     atomic_init(&k->rng, (uint64_t)ck__now_ns() ^ (uint64_t)(uintptr_t)k);
     pthread_mutex_init(&k->mu, NULL);
+    k->chan_len = (size_t)snprintf(k->chan, sizeof k->chan, "%s:inv:%s", k->prefix, k->name);
+    ck__iid_init(k);
+    atomic_init(&k->seq, 0);
+    atomic_init(&k->l1_live, 0);
+    atomic_init(&k->l1_skip_own, 1);
+    if (o->l1_max_entries > 0) {
+        ck_status st;
+        k->l1_ttl_ns = ck__ms_to_ns(o->l1_ttl_ms);
+        k->l1_stale_ns = ck__ms_to_ns(o->stale_ttl_ms);
+        k->l1 = ck__l1_new(o->l1_max_entries);
+        st = k->l1 != NULL ? ck__hub_register(c, k) : CK_E_NOMEM;
+        if (st != CK_OK) {
+            ck_cache_free(k);
+            return st;
+        }
+    }
     *out = k;
     return CK_OK;
 }
@@ -176,6 +206,8 @@ void ck_cache_free(ck_cache *k)
 {
     if (k == NULL)
         return;
+    ck__hub_unregister(k); /* no message reaches k after this */
+    ck__l1_free(k->l1);
     if (k->hkey != NULL) {
         volatile unsigned char *p = k->hkey;
         for (size_t i = 0; i < k->ks.hkey_len; i++)
@@ -219,9 +251,8 @@ const ck__logger *ck__cache_logger(const ck_cache *k)
     return ck__client_logger(k->c);
 }
 
-/* Validate scope and key, and fill the key hash and entry key. */
-ck_status ck__cache_prep(ck_cache *k, const char *fn, const char *scope, const char *key,
-                         ck__ref *r)
+ck_status ck__cache_check(ck_cache *k, const char *fn, const char *scope, const char *key,
+                          ck__ref *r)
 {
     int plain = k->opt.key_hash == CK_KEY_PLAIN;
     if (scope != NULL && (!ck__valid_ident(scope, CK__IDENT_MAX) || strcmp(scope, "s") == 0 ||
@@ -237,9 +268,27 @@ ck_status ck__cache_prep(ck_cache *k, const char *fn, const char *scope, const c
     }
     r->scope = scope;
     r->key = key;
-    ck__digest(&k->ks, 'k', key, strlen(key), r->kh);
-    r->entry_len = ck__key_entry(&k->ks, scope, r->kh, key, r->entry);
+    r->key_len = strlen(key);
+    r->hashed = 0;
     return CK_OK;
+}
+
+static void ck__ref_hash(ck_cache *k, ck__ref *r)
+{
+    if (r->hashed)
+        return;
+    ck__digest(&k->ks, 'k', r->key, r->key_len, r->kh);
+    r->entry_len = ck__key_entry(&k->ks, r->scope, r->kh, r->key, r->entry);
+    r->hashed = 1;
+}
+
+ck_status ck__cache_prep(ck_cache *k, const char *fn, const char *scope, const char *key,
+                         ck__ref *r)
+{
+    ck_status st = ck__cache_check(k, fn, scope, key, r);
+    if (st == CK_OK)
+        ck__ref_hash(k, r);
+    return st;
 }
 
 /* Drop an entry that could not be decoded (best effort: it expires anyway). */
@@ -296,6 +345,29 @@ ck_status ck__cache_read(ck_cache *k, const ck__ref *r, json_t **value, int64_t 
     return CK_E_PROTOCOL;
 }
 
+/* The invalidation message naming one key: "<iid> <seq> k <kh>". */
+static size_t ck__inv_msg(ck_cache *k, const char *kh, char *buf, size_t len)
+{
+    unsigned long long seq = atomic_fetch_add(&k->seq, 1) + 1;
+    return (size_t)snprintf(buf, len, "%s %llu k %s", k->iid, seq, kh);
+}
+
+/* After a write or invalidation of key hash kh, whatever its outcome: drop
+ * this cache's own L1 copy (its own message is skipped when it arrives). A
+ * write whose outcome is unknown may still run after this drop, so from
+ * then on this cache applies its own messages too. */
+static void ck__l1_after_write(ck_cache *k, const char *kh, ck_status st)
+{
+    if (k->l1 == NULL)
+        return;
+    if (st != CK_OK)
+        atomic_store(&k->l1_skip_own, 0);
+    if (kh != NULL)
+        ck__l1_drop_kh(k->l1, kh);
+    else
+        ck__l1_clear(k->l1);
+}
+
 /* Store value (NULL = absence) with its indexes; releases the stampede
  * lock when `token` is ours. */
 ck_status ck__cache_write(ck_cache *k, const ck__ref *r, const json_t *value,
@@ -304,9 +376,9 @@ ck_status ck__cache_write(ck_cache *k, const ck__ref *r, const json_t *value,
 {
     const char *keys[3 + CK__TAGS_MAX];
     size_t klens[3 + CK__TAGS_MAX];
-    const char *args[4];
-    size_t alens[4];
-    char scopes[CK__RKEY_MAX], lock[CK__RKEY_MAX], px[24];
+    const char *args[6];
+    size_t alens[6];
+    char scopes[CK__RKEY_MAX], lock[CK__RKEY_MAX], px[24], msg[128];
     char *payload;
     size_t plen;
     int ttl = ck__jitter(k, value != NULL ? k->opt.ttl_ms : k->opt.null_ttl_ms);
@@ -335,7 +407,11 @@ ck_status ck__cache_write(ck_cache *k, const ck__ref *r, const json_t *value,
     alens[2] = strlen(args[2]);
     args[3] = token != NULL ? token : "";
     alens[3] = strlen(args[3]);
-    st = ck__eval(k->c, &ck__write_script, 3 + (int)ntagkeys, keys, klens, 4, args, alens,
+    args[4] = k->chan;
+    alens[4] = k->chan_len;
+    args[5] = msg;
+    alens[5] = ck__inv_msg(k, r->kh, msg, sizeof msg);
+    st = ck__eval(k->c, &ck__write_script, 3 + (int)ntagkeys, keys, klens, 6, args, alens,
                   CK__CMD_WRITE, &rep, NULL);
     free(payload);
     if (st == CK_OK) {
@@ -347,6 +423,7 @@ ck_status ck__cache_write(ck_cache *k, const ck__ref *r, const json_t *value,
         }
         freeReplyObject(rep);
     }
+    ck__l1_after_write(k, r->kh, st);
     return st;
 }
 
@@ -666,17 +743,69 @@ static ck_status ck__miss_shared(ck_cache *k, const ck__ref *r, const ck__loader
 
 /* ---- get ---- */
 
-ck_status ck__cache_get(ck_cache *k, const ck__ref *r, const ck__loader *ld, json_t **out,
+/* An answer from L1: counted, and *out is a shared reference. */
+static ck_status ck__l1_answer(ck_cache *k, json_t *v, int stale, json_t **out,
+                               ck_get_info *info)
+{
+    info->source = CK_SRC_L1;
+    info->stale = stale;
+    ck__count(k->c, CK__ST_L1_HITS, 1);
+    ck__count(k->c, v != NULL ? CK__ST_HITS : CK__ST_NULL_HITS, 1);
+    if (stale)
+        ck__count(k->c, CK__ST_STALE_SERVED, 1);
+    *out = v;
+    return v != NULL ? CK_OK : CK_NOT_FOUND;
+}
+
+/* Keep what Redis answered (expiry: the entry's logical expiry, wall ms,
+ * 0 = none) in L1, unless an invalidation came since gen was read. */
+static void ck__l1_keep(ck_cache *k, const ck__ref *r, uint64_t gen, const json_t *v,
+                        int64_t expiry)
+{
+    int64_t now = ck__now_ns(), life = k->l1_ttl_ns;
+    json_t *copy = NULL;
+
+    if (expiry != 0) {
+        int64_t left = ck__ms_to_ns(expiry - ck__wall_ms());
+        if (left <= 0)
+            return;
+        if (left < life)
+            life = left;
+    }
+    /* the caller owns v and may change it: L1 keeps its own copy */
+    if (v != NULL && (copy = json_deep_copy(v)) == NULL)
+        return;
+    ck__l1_put(k->l1, gen, r->scope, r->key, r->key_len, r->kh, copy, now + life,
+               now + life + k->l1_stale_ns);
+}
+
+ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **out,
                         ck_get_info *info)
 {
     json_t *v = NULL;
     int64_t expiry;
+    uint64_t gen = 0;
+    int stale;
     ck_status st;
 
+    if (k->l1 != NULL) {
+        /* the hit path: no digest, no socket, one shard lock */
+        if (atomic_load_explicit(&k->l1_live, memory_order_acquire) &&
+            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__now_ns(), 0, &v, &stale))
+            return ck__l1_answer(k, v, 0, out, info);
+        gen = ck__l1_gen(k->l1);
+        ck__hub_ensure(k);
+    }
+    ck__ref_hash(k, r);
     st = ck__cache_read(k, r, &v, &expiry);
     if (st == CK_E_UNAVAILABLE || st == CK_E_PROTOCOL) {
         ck__count(k->c, CK__ST_DEGRADED, 1);
         info->degraded = 1;
+        /* Redis failed: what L1 holds (fresh, or within stale_ttl_ms) is
+         * the best answer there is, also while the subscription is down */
+        if (k->l1 != NULL &&
+            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__now_ns(), 1, &v, &stale))
+            return ck__l1_answer(k, v, stale, out, info);
         if (ck__client_options(k->c)->fail_mode == CK_FAIL_CLOSED)
             return CK_E_UNAVAILABLE;
         if (ld == NULL)
@@ -697,6 +826,8 @@ ck_status ck__cache_get(ck_cache *k, const ck__ref *r, const ck__loader *ld, jso
     }
     if (st == CK_OK) {
         if (expiry == 0 || expiry > ck__wall_ms() || k->opt.stale_ttl_ms == 0) {
+            if (k->l1 != NULL)
+                ck__l1_keep(k, r, gen, v, expiry);
             info->source = CK_SRC_REDIS;
             ck__count(k->c, v != NULL ? CK__ST_HITS : CK__ST_NULL_HITS, 1);
             *out = v;
@@ -750,7 +881,7 @@ ck_status ck_cache_get(ck_cache *k, const char *scope, const char *key, ck_loade
     memset(info, 0, sizeof *info);
     if (k == NULL)
         return CK_E_INVALID;
-    st = ck__cache_prep(k, "ck_cache_get", scope, key, &r);
+    st = ck__cache_check(k, "ck_cache_get", scope, key, &r);
     if (st != CK_OK)
         return st;
     st = ck__cache_get(k, &r, loader != NULL ? &pl.base : NULL, &v, info);
@@ -804,6 +935,7 @@ static ck_status ck__expect_int(ck_cache *k, ck_status st, redisReply *rep, long
 
 ck_status ck_cache_invalidate(ck_cache *k, const char *scope, const char *key)
 {
+    char msg[128];
     redisReply *rep = NULL;
     ck__ref r;
     ck_status st;
@@ -814,15 +946,18 @@ ck_status ck_cache_invalidate(ck_cache *k, const char *scope, const char *key)
     if (st != CK_OK)
         return st;
     if (scope != NULL) {
-        const char *argv[2] = { "DEL", r.entry };
-        size_t lens[2] = { 3, r.entry_len };
-        st = ck__command(k->c, r.entry, 2, argv, lens, CK__CMD_WRITE, &rep, NULL);
+        const char *keys[1] = { r.entry };
+        size_t klens[1] = { r.entry_len };
+        const char *args[2] = { k->chan, msg };
+        size_t alens[2] = { k->chan_len, ck__inv_msg(k, r.kh, msg, sizeof msg) };
+        st = ck__eval(k->c, &ck__inval_one_script, 1, keys, klens, 2, args, alens, CK__CMD_WRITE,
+                      &rep, NULL);
     } else {
         char scopes[CK__RKEY_MAX], head[CK__RKEY_MAX], tail[CK__RKEY_MAX];
         const char *keys[1] = { scopes };
         size_t klens[1];
-        const char *args[3] = { head, tail, "any" };
-        size_t alens[3];
+        const char *args[5] = { head, tail, "any", k->chan, msg };
+        size_t alens[5];
         /* the entry key is head .. scope .. tail: split it at "any" */
         size_t n = ck__key_entry(&k->ks, NULL, r.kh, key, head);
         size_t hl = k->opt.key_hash == CK_KEY_PLAIN ? strlen(k->name) + 1
@@ -833,31 +968,65 @@ ck_status ck_cache_invalidate(ck_cache *k, const char *scope, const char *key)
         alens[0] = hl;
         alens[1] = n - hl - 3;
         alens[2] = 3;
-        st = ck__eval(k->c, &ck__inval_all_script, 1, keys, klens, 3, args, alens, CK__CMD_WRITE,
+        alens[3] = k->chan_len;
+        alens[4] = ck__inv_msg(k, r.kh, msg, sizeof msg);
+        st = ck__eval(k->c, &ck__inval_all_script, 1, keys, klens, 5, args, alens, CK__CMD_WRITE,
                       &rep, NULL);
     }
     st = ck__expect_int(k, st, rep, NULL);
+    ck__l1_after_write(k, r.kh, st);
     if (st == CK_E_UNAVAILABLE)
         ck__count(k->c, CK__ST_DEGRADED, 1);
     return st;
+}
+
+/* This cache's own L1 after a tag batch: drop what the batch named. */
+static void ck__l1_after_tag(ck_cache *k, ck_status st, const redisReply *rep)
+{
+    if (k->l1 == NULL)
+        return;
+    if (st != CK_OK) {
+        ck__l1_after_write(k, NULL, st); /* unsure which: all of it */
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        if (e->type != REDIS_REPLY_STRING || !ck__l1_drop_entry(k, e->str, e->len)) {
+            ck__l1_clear(k->l1);
+            return;
+        }
+    }
 }
 
 ck_status ck__cache_invalidate_tagkey(ck_cache *k, const char *tagkey)
 {
     const char *keys[1] = { tagkey };
     size_t klens[1] = { strlen(tagkey) };
-    char batch[16];
-    const char *args[1] = { batch };
-    size_t alens[1];
-    long long n;
+    char batch[16], head[64];
+    const char *args[3] = { batch, k->chan, head };
+    size_t alens[3];
+    size_t n;
     ck_status st;
 
     alens[0] = (size_t)snprintf(batch, sizeof batch, "%d", CK__TAG_BATCH);
+    alens[1] = k->chan_len;
     do {
         redisReply *rep = NULL;
-        st = ck__eval(k->c, &ck__inval_tag_script, 1, keys, klens, 1, args, alens, CK__CMD_WRITE,
+        unsigned long long seq = atomic_fetch_add(&k->seq, 1) + 1;
+        alens[2] = (size_t)snprintf(head, sizeof head, "%s %llu e ", k->iid, seq);
+        st = ck__eval(k->c, &ck__inval_tag_script, 1, keys, klens, 3, args, alens, CK__CMD_WRITE,
                       &rep, NULL);
-        st = ck__expect_int(k, st, rep, &n);
+        if (st == CK_OK && rep->type != REDIS_REPLY_ARRAY) {
+            char e[96] = "unexpected reply";
+            if (rep->type == REDIS_REPLY_ERROR)
+                ck__log_sanitize(e, sizeof e, rep->str, rep->len);
+            ck__log(ck__cache_logger(k), CK_LOG_ERROR, "cache %s: %s", k->name, e);
+            st = CK_E_PROTOCOL;
+        }
+        ck__l1_after_tag(k, st, rep);
+        n = st == CK_OK ? rep->elements : 0;
+        if (rep != NULL)
+            freeReplyObject(rep);
     } while (st == CK_OK && n == CK__TAG_BATCH);
     if (st == CK_E_UNAVAILABLE)
         ck__count(k->c, CK__ST_DEGRADED, 1);

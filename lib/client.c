@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "l1.h"
 
 #define CK__POOL_MAX 1024
 #define CK__PREFIX_MAX 64
@@ -40,6 +41,8 @@ struct ck_client {
     int64_t timer_wake_ns;     /* when the timer will look next */
     int stopping;
     pthread_cond_t timer_cv;
+
+    struct ck__hub *hub;       /* L1 invalidations (l1_sub.c), created on first use */
 
     _Atomic uint64_t counters[CK__ST_COUNT];
     struct ck_client *reg_prev, *reg_next; /* registry, for fork handling */
@@ -122,14 +125,20 @@ static pthread_once_t ck__atfork_once = PTHREAD_ONCE_INIT;
 static void ck__fork_prepare(void)
 {
     pthread_mutex_lock(&ck__reg_mu);
-    for (ck_client *c = ck__reg_head; c != NULL; c = c->reg_next)
+    for (ck_client *c = ck__reg_head; c != NULL; c = c->reg_next) {
         pthread_mutex_lock(&c->mu);
+        if (c->hub != NULL)
+            ck__hub_fork_prepare(c->hub);
+    }
 }
 
 static void ck__fork_parent(void)
 {
-    for (ck_client *c = ck__reg_head; c != NULL; c = c->reg_next)
+    for (ck_client *c = ck__reg_head; c != NULL; c = c->reg_next) {
+        if (c->hub != NULL)
+            ck__hub_fork_parent(c->hub);
         pthread_mutex_unlock(&c->mu);
+    }
     pthread_mutex_unlock(&ck__reg_mu);
 }
 
@@ -161,6 +170,8 @@ static void ck__fork_child(void)
         c->timer_idle = 0;
         c->stopping = 0;
         ck__init_conds(c); /* no thread waits on them in the child */
+        if (c->hub != NULL)
+            ck__hub_fork_child(c->hub);
         pthread_mutex_unlock(&c->mu);
     }
     pthread_mutex_unlock(&ck__reg_mu);
@@ -286,6 +297,7 @@ void ck_client_free(ck_client *c)
     pthread_mutex_unlock(&c->mu);
     if (c->timer_running)
         pthread_join(c->timer, NULL);
+    ck__hub_free(c->hub); /* stops the subscriber thread */
 
     while (c->n_idle > 0)
         ck__conn_free(c->idle[--c->n_idle]);
@@ -346,6 +358,21 @@ const ck__logger *ck__client_logger(const ck_client *c)
 const ck_options *ck__client_options(const ck_client *c)
 {
     return &c->opt;
+}
+
+const ck__url *ck__client_url(const ck_client *c)
+{
+    return &c->url;
+}
+
+struct ck__hub *ck__client_hub(ck_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->hub == NULL)
+        c->hub = ck__hub_new(c);
+    struct ck__hub *h = c->hub;
+    pthread_mutex_unlock(&c->mu);
+    return h;
 }
 
 /* ---- leases ---- */

@@ -200,5 +200,9 @@ void ck__count(ck_client *c, ck__counter which, uint64_t n);
 /* The client's logger, options and fail mode, for the feature modules. */
 const ck__logger *ck__client_logger(const ck_client *c);
 const ck_options *ck__client_options(const ck_client *c); /* prefix etc. copied */
+const ck__url *ck__client_url(const ck_client *c);
+/* The client's L1 invalidation hub (l1.h), created on first use; NULL when
+ * that allocation failed. */
+struct ck__hub *ck__client_hub(ck_client *c);
 
 #endif

@@ -104,7 +104,7 @@ ck_status ck_token_get(ck_cache *k, const char *token, const char *scope,
         *out = NULL;
     if (k == NULL || out == NULL)
         return CK_E_INVALID;
-    st = ck__cache_prep(k, "ck_token_get", scope, token, &r);
+    st = ck__cache_check(k, "ck_token_get", scope, token, &r);
     if (st != CK_OK)
         return st;
     memset(&info, 0, sizeof info);

@@ -222,7 +222,8 @@ START_TEST(options_and_arguments_are_validated)
     BAD(o.key_hash = CK_KEY_HMAC_SHA256);
     BAD((o.key_hash = CK_KEY_HMAC_SHA256, o.hmac_key = "short", o.hmac_key_len = 5));
     BAD(o.stampede_wait_ms = -1);
-    BAD(o.l1_max_entries = 10);
+    BAD(o.l1_max_entries = ((size_t)1 << 24) + 1);
+    BAD((o.l1_max_entries = 10, o.l1_ttl_ms = 0));
     BAD((o.key_hash = CK_KEY_PLAIN, o.name = "ck"));
 #undef BAD
     ck_assert_int_eq(ck_cache_new(NULL, &o, &k), CK_E_INVALID);

@@ -59,8 +59,13 @@ typedef struct ck_cache_options {
     int stampede_wait_ms;    /**< followers wait this long for the leader, default 2000 */
     int stale_ttl_ms;        /**< fail-safe: keep serving an expired value this long
                                   when the loader fails, default 0 = off */
-    size_t l1_max_entries;   /**< in-process tier; must be 0 in this version */
-    int l1_ttl_ms;           /**< L1 entry lifetime, default 30000 */
+    size_t l1_max_entries;   /**< in-process L1 tier: at most this many entries
+                                  (values and absences, LRU), 0 = off (default),
+                                  at most 16777216. Starts the client's
+                                  invalidation subscriber (one thread, one
+                                  connection) with the first such cache. */
+    int l1_ttl_ms;           /**< L1 entry lifetime (never past the entry's own
+                                  expiry), default 30000 */
 } ck_cache_options;
 
 /** Fill `o` with the defaults (name NULL: set it). NULL is a no-op. */
@@ -72,19 +77,28 @@ CACHEKIT_API void ck_cache_options_init(ck_cache_options *o);
  */
 CACHEKIT_API ck_status ck_cache_new(ck_client *c, const ck_cache_options *o, ck_cache **out);
 
-/** Free the cache. NULL is a no-op. No call on `k` may be running. */
+/** Free the cache. NULL is a no-op. No call on `k` may be running. Free
+ * every cache before its client. */
 CACHEKIT_API void ck_cache_free(ck_cache *k);
 
 /**
  * Cache-aside lookup: one GET on a hit; on a miss one caller (per process
  * and, with stampede_lock_ms, across processes) runs `loader` and caches the
- * answer, while the others wait for it.
+ * answer, while the others wait for it. With the L1 tier, a hit on a value
+ * read in the last l1_ttl_ms touches no socket (info->source CK_SRC_L1);
+ * writes and invalidations by any instance reach L1 over Pub/Sub, and L1
+ * answers on its own only while that subscription is up. While Redis
+ * fails, L1 answers what it holds (fresh, or marked stale within
+ * stale_ttl_ms) before the fail mode applies.
  * @param scope  NULL (stored as "any") or 1-64 bytes of [A-Za-z0-9_.-];
  *               "s" and "t" are reserved (they name the indexes).
  * @param key    non-empty, at most 4096 bytes, no NUL.
  * @param loader NULL: only look (CK_MISS when nothing is cached).
  * @param out    [out] on CK_OK a new reference the caller json_decref()s;
- *               NULL otherwise. May be NULL to only test presence.
+ *               NULL otherwise. May be NULL to only test presence. A value
+ *               from L1 (info->source == CK_SRC_L1) is shared with the tier
+ *               and other threads: read it, never modify it (json_deep_copy()
+ *               it first). Values from Redis or the loader are the caller's.
  * @param info   [out] optional.
  * @return CK_OK (value), CK_NOT_FOUND (cached or loaded absence), CK_MISS
  *         (nothing cached, no loader), CK_E_LOADER (loader failed and no
@@ -122,7 +136,8 @@ CACHEKIT_API ck_status ck_cache_invalidate(ck_cache *k, const char *scope, const
 CACHEKIT_API ck_status ck_cache_invalidate_tag(ck_cache *k, const char *tag);
 
 /**
- * Look up `n` keys (at most 1024) in one round trip, without loading.
+ * Look up `n` keys (at most 1024) in one round trip, without loading (and
+ * without the L1 tier: always from Redis).
  * out[i]: a new reference or NULL; st[i]: CK_OK, CK_NOT_FOUND, CK_MISS,
  * CK_E_CORRUPT (entry dropped) or CK_E_INVALID (bad key).
  * @return CK_OK when Redis answered; CK_E_UNAVAILABLE (every st[i] too),

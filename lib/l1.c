@@ -1,0 +1,328 @@
+/* The in-process L1 tier: sharded hash tables with an LRU list per shard.
+ * See l1.h for the invalidation rule (the `gen` counter). */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "l1.h"
+
+#define CK__L1_SHARDS_MAX 64
+
+typedef struct ck__l1e {
+    struct ck__l1e *hnext;       /* chain by (scope, key) */
+    struct ck__l1e *knext;       /* chain by key hash */
+    struct ck__l1e *prev, *next; /* LRU, most recently used first */
+    uint64_t h, kh64;
+    int64_t fresh_ns, keep_ns;
+    json_t *value;               /* NULL: a cached absence */
+    char kh[64];
+    size_t klen;                 /* bytes of k: scope, '\0', key */
+    char k[];
+} ck__l1e;
+
+typedef struct ck__l1s {
+    alignas(64) pthread_mutex_t mu; /* one cache line per shard: no false sharing */
+    ck__l1e **tab, **ktab;
+    size_t mask;
+    ck__l1e *head, *tail;
+    size_t n, cap;
+} ck__l1s;
+
+struct ck__l1 {
+    _Atomic uint64_t gen;
+    unsigned shift; /* shard = top `bits` of the hash: 64 - bits */
+    size_t nshards;
+    ck__l1s *shards;
+};
+
+/* FNV-1a over scope, a 0 byte, key: cheap, and the table is not exposed
+ * to hash flooding from outside (keys come from the host's requests, but
+ * a chain only costs that shard's lookups, and LRU bounds its length). */
+static uint64_t ck__l1_hash(const char *sc, size_t sl, const char *key, size_t klen)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < sl; i++)
+        h = (h ^ (unsigned char)sc[i]) * 1099511628211ULL;
+    h = (h ^ 0) * 1099511628211ULL;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    /* FNV's top bits (the shard) vary little between short similar keys:
+     * finish with murmur3's fmix64 */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static uint64_t ck__kh64(const char *kh)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = kh[i];
+        v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+ck__l1 *ck__l1_new(size_t max_entries)
+{
+    ck__l1 *l;
+    size_t ns = 1, tabsz = 4;
+    unsigned bits = 0;
+
+    if (max_entries == 0)
+        return NULL;
+    /* at least 16 entries a shard, or LRU order means little */
+    while (ns * 2 <= CK__L1_SHARDS_MAX && ns * 2 * 16 <= max_entries) {
+        ns *= 2;
+        bits++;
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    atomic_init(&l->gen, 1);
+    l->nshards = ns;
+    l->shift = 64 - bits;
+    l->shards = aligned_alloc(alignof(ck__l1s), ns * sizeof *l->shards);
+    if (l->shards == NULL) {
+        free(l);
+        return NULL;
+    }
+    memset(l->shards, 0, ns * sizeof *l->shards);
+    while (tabsz < max_entries / ns)
+        tabsz *= 2;
+    for (size_t i = 0; i < ns; i++) {
+        ck__l1s *s = &l->shards[i];
+        pthread_mutex_init(&s->mu, NULL);
+        s->cap = max_entries / ns; /* the total never exceeds max_entries */
+        s->mask = tabsz - 1;
+        s->tab = calloc(tabsz, sizeof *s->tab);
+        s->ktab = calloc(tabsz, sizeof *s->ktab);
+        if (s->tab == NULL || s->ktab == NULL) {
+            l->nshards = i + 1;
+            ck__l1_free(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+static void ck__l1e_free(ck__l1e *e)
+{
+    json_decref(e->value);
+    free(e);
+}
+
+static void ck__l1s_empty(ck__l1s *s)
+{
+    ck__l1e *e = s->head;
+    while (e != NULL) {
+        ck__l1e *next = e->next;
+        ck__l1e_free(e);
+        e = next;
+    }
+    memset(s->tab, 0, (s->mask + 1) * sizeof *s->tab);
+    memset(s->ktab, 0, (s->mask + 1) * sizeof *s->ktab);
+    s->head = s->tail = NULL;
+    s->n = 0;
+}
+
+void ck__l1_free(ck__l1 *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->nshards; i++) {
+        ck__l1s *s = &l->shards[i];
+        if (s->tab != NULL && s->ktab != NULL)
+            ck__l1s_empty(s);
+        free(s->tab);
+        free(s->ktab);
+        pthread_mutex_destroy(&s->mu);
+    }
+    free(l->shards);
+    free(l);
+}
+
+static ck__l1s *ck__l1_shard(ck__l1 *l, uint64_t h)
+{
+    return &l->shards[l->shift == 64 ? 0 : h >> l->shift];
+}
+
+static void ck__lru_unlink(ck__l1s *s, ck__l1e *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        s->head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        s->tail = e->prev;
+}
+
+static void ck__lru_push(ck__l1s *s, ck__l1e *e)
+{
+    e->prev = NULL;
+    e->next = s->head;
+    if (s->head != NULL)
+        s->head->prev = e;
+    s->head = e;
+    if (s->tail == NULL)
+        s->tail = e;
+}
+
+/* Unlink e from both chains and the LRU list, and free it. */
+static void ck__l1s_remove(ck__l1s *s, ck__l1e *e)
+{
+    ck__l1e **pp;
+    for (pp = &s->tab[e->h & s->mask]; *pp != e; pp = &(*pp)->hnext) {
+    }
+    *pp = e->hnext;
+    for (pp = &s->ktab[e->kh64 & s->mask]; *pp != e; pp = &(*pp)->knext) {
+    }
+    *pp = e->knext;
+    ck__lru_unlink(s, e);
+    s->n--;
+    ck__l1e_free(e);
+}
+
+static ck__l1e *ck__l1s_find(ck__l1s *s, uint64_t h, const char *sc, size_t sl, const char *key,
+                             size_t klen)
+{
+    for (ck__l1e *e = s->tab[h & s->mask]; e != NULL; e = e->hnext)
+        if (e->h == h && e->klen == sl + 1 + klen && memcmp(e->k, sc, sl + 1) == 0 &&
+            memcmp(e->k + sl + 1, key, klen) == 0)
+            return e;
+    return NULL;
+}
+
+int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64_t now_ns,
+               int allow_stale, json_t **value, int *stale)
+{
+    const char *sc = scope != NULL ? scope : "any";
+    size_t sl = strlen(sc);
+    uint64_t h = ck__l1_hash(sc, sl, key, klen);
+    ck__l1s *s = ck__l1_shard(l, h);
+    ck__l1e *e;
+    int found = 0;
+
+    pthread_mutex_lock(&s->mu);
+    e = ck__l1s_find(s, h, sc, sl, key, klen);
+    if (e != NULL) {
+        if (now_ns < e->fresh_ns) {
+            if (e != s->head) {
+                ck__lru_unlink(s, e);
+                ck__lru_push(s, e);
+            }
+            *stale = 0;
+            found = 1;
+        } else if (allow_stale && now_ns < e->keep_ns) {
+            *stale = 1;
+            found = 1;
+        } else if (now_ns >= e->keep_ns) {
+            ck__l1s_remove(s, e); /* of no use any more */
+        }
+        if (found)
+            *value = json_incref(e->value);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+uint64_t ck__l1_gen(ck__l1 *l)
+{
+    return atomic_load_explicit(&l->gen, memory_order_acquire);
+}
+
+void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, size_t klen,
+                const char kh[65], json_t *value, int64_t fresh_ns, int64_t keep_ns)
+{
+    const char *sc = scope != NULL ? scope : "any";
+    size_t sl = strlen(sc);
+    uint64_t h = ck__l1_hash(sc, sl, key, klen);
+    ck__l1s *s = ck__l1_shard(l, h);
+    ck__l1e *e = malloc(sizeof *e + sl + 1 + klen), *old;
+
+    if (e == NULL) {
+        json_decref(value);
+        return;
+    }
+    e->h = h;
+    e->kh64 = ck__kh64(kh);
+    memcpy(e->kh, kh, 64);
+    e->fresh_ns = fresh_ns;
+    e->keep_ns = keep_ns > fresh_ns ? keep_ns : fresh_ns;
+    e->value = value;
+    e->klen = sl + 1 + klen;
+    memcpy(e->k, sc, sl + 1);
+    memcpy(e->k + sl + 1, key, klen);
+
+    pthread_mutex_lock(&s->mu);
+    /* checked under the shard lock: an invalidation bumps gen before it
+     * takes this lock to remove entries, so it either sees e or e is
+     * refused here */
+    if (atomic_load_explicit(&l->gen, memory_order_acquire) != gen) {
+        pthread_mutex_unlock(&s->mu);
+        ck__l1e_free(e);
+        return;
+    }
+    old = ck__l1s_find(s, h, sc, sl, key, klen);
+    if (old != NULL)
+        ck__l1s_remove(s, old);
+    else if (s->n >= s->cap)
+        ck__l1s_remove(s, s->tail);
+    e->hnext = s->tab[h & s->mask];
+    s->tab[h & s->mask] = e;
+    e->knext = s->ktab[e->kh64 & s->mask];
+    s->ktab[e->kh64 & s->mask] = e;
+    ck__lru_push(s, e);
+    s->n++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void ck__l1_drop_kh(ck__l1 *l, const char *kh)
+{
+    uint64_t k64 = ck__kh64(kh);
+
+    atomic_fetch_add_explicit(&l->gen, 1, memory_order_acq_rel);
+    /* the shard follows the (scope, key) hash, so any shard may hold it */
+    for (size_t i = 0; i < l->nshards; i++) {
+        ck__l1s *s = &l->shards[i];
+        pthread_mutex_lock(&s->mu);
+        ck__l1e *e = s->ktab[k64 & s->mask];
+        while (e != NULL) {
+            ck__l1e *next = e->knext;
+            if (e->kh64 == k64 && memcmp(e->kh, kh, 64) == 0)
+                ck__l1s_remove(s, e);
+            e = next;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void ck__l1_clear(ck__l1 *l)
+{
+    atomic_fetch_add_explicit(&l->gen, 1, memory_order_acq_rel);
+    for (size_t i = 0; i < l->nshards; i++) {
+        ck__l1s *s = &l->shards[i];
+        pthread_mutex_lock(&s->mu);
+        ck__l1s_empty(s);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+size_t ck__l1_count(ck__l1 *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->nshards; i++) {
+        pthread_mutex_lock(&l->shards[i].mu);
+        n += l->shards[i].n;
+        pthread_mutex_unlock(&l->shards[i].mu);
+    }
+    return n;
+}
