@@ -261,14 +261,14 @@ ck_status ck__cache_check(ck_cache *k, const char *fn, const char *scope, const 
                 "%s: scope must be NULL or 1-64 bytes of [A-Za-z0-9_.-], not \"s\" or \"t\"", fn);
         return CK_E_INVALID;
     }
-    if (!ck__valid_cache_key(key, plain)) {
+    r->key_len = ck__cache_key_len(key, plain);
+    if (r->key_len == 0) {
         ck__log(ck__cache_logger(k), CK_LOG_ERROR,
                 "%s: key must be 1-4096 bytes%s", fn, plain ? " without control characters" : "");
         return CK_E_INVALID;
     }
     r->scope = scope;
     r->key = key;
-    r->key_len = strlen(key);
     r->hashed = 0;
     return CK_OK;
 }
@@ -743,14 +743,17 @@ static ck_status ck__miss_shared(ck_cache *k, const ck__ref *r, const ck__loader
 
 /* ---- get ---- */
 
-/* An answer from L1: counted, and *out is a shared reference. */
-static ck_status ck__l1_answer(ck_cache *k, json_t *v, int stale, json_t **out,
+/* An answer from L1 (*out is a shared reference). `counted`: the shard
+ * counted it (the hot path); the fallback answers are counted here. */
+static ck_status ck__l1_answer(ck_cache *k, json_t *v, int stale, int counted, json_t **out,
                                ck_get_info *info)
 {
     info->source = CK_SRC_L1;
     info->stale = stale;
-    ck__count(k->c, CK__ST_L1_HITS, 1);
-    ck__count(k->c, v != NULL ? CK__ST_HITS : CK__ST_NULL_HITS, 1);
+    if (!counted) {
+        ck__count(k->c, CK__ST_L1_HITS, 1);
+        ck__count(k->c, v != NULL ? CK__ST_HITS : CK__ST_NULL_HITS, 1);
+    }
     if (stale)
         ck__count(k->c, CK__ST_STALE_SERVED, 1);
     *out = v;
@@ -791,8 +794,8 @@ ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **
     if (k->l1 != NULL) {
         /* the hit path: no digest, no socket, one shard lock */
         if (atomic_load_explicit(&k->l1_live, memory_order_acquire) &&
-            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__now_ns(), 0, &v, &stale))
-            return ck__l1_answer(k, v, 0, out, info);
+            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__l1_now(), 0, &v, &stale))
+            return ck__l1_answer(k, v, 0, 1, out, info);
         gen = ck__l1_gen(k->l1);
         ck__hub_ensure(k);
     }
@@ -804,8 +807,8 @@ ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **
         /* Redis failed: what L1 holds (fresh, or within stale_ttl_ms) is
          * the best answer there is, also while the subscription is down */
         if (k->l1 != NULL &&
-            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__now_ns(), 1, &v, &stale))
-            return ck__l1_answer(k, v, stale, out, info);
+            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__l1_now(), 1, &v, &stale))
+            return ck__l1_answer(k, v, stale, 0, out, info);
         if (ck__client_options(k->c)->fail_mode == CK_FAIL_CLOSED)
             return CK_E_UNAVAILABLE;
         if (ld == NULL)

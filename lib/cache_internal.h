@@ -32,6 +32,8 @@ int ck__valid_tag(const char *s);
 /* Cache keys: 1..CK__KEY_MAX bytes; in plain mode no control characters
  * either (they are the Redis key). */
 int ck__valid_cache_key(const char *s, int plain);
+/* The same check, answering the key's length (0: not valid). */
+size_t ck__cache_key_len(const char *s, int plain);
 
 typedef struct ck__keyspace {
     const char *prefix;        /* "ck" */

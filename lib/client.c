@@ -339,6 +339,18 @@ void ck_client_stats(ck_client *c, ck_stats *out)
     out->stampede_waits = v[CK__ST_STAMPEDE_WAITS];
     out->stale_served = v[CK__ST_STALE_SERVED];
     out->l1_hits = v[CK__ST_L1_HITS];
+    {
+        /* L1 answers are counted in the caches' shards (see l1.c) */
+        uint64_t h = 0, nh = 0;
+        struct ck__hub *hub;
+        pthread_mutex_lock(&c->mu);
+        hub = c->hub;
+        pthread_mutex_unlock(&c->mu);
+        ck__hub_hits(hub, &h, &nh);
+        out->l1_hits += h + nh;
+        out->hits += h;
+        out->null_hits += nh;
+    }
     out->redis_errors = v[CK__ST_REDIS_ERRORS];
     out->degraded = v[CK__ST_DEGRADED];
     out->breaker_opens = v[CK__ST_BREAKER_OPENS];

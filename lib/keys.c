@@ -54,18 +54,26 @@ int ck__valid_tag(const char *s)
     return n > 0;
 }
 
-int ck__valid_cache_key(const char *s, int plain)
+size_t ck__cache_key_len(const char *s, int plain)
 {
     size_t n;
 
     if (s == NULL)
         return 0;
-    for (n = 0; s[n] != '\0'; n++) {
-        unsigned char ch = (unsigned char)s[n];
-        if (n >= CK__KEY_MAX || (plain && (ch < 0x20 || ch == 0x7f)))
+    n = strnlen(s, CK__KEY_MAX + 1); /* the hot path (L1 hits): no byte loop */
+    if (n > CK__KEY_MAX)
+        return 0;
+    for (size_t i = 0; plain && i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
             return 0;
     }
-    return n > 0;
+    return n;
+}
+
+int ck__valid_cache_key(const char *s, int plain)
+{
+    return ck__cache_key_len(s, plain) > 0;
 }
 
 static pthread_once_t ck__sha_once = PTHREAD_ONCE_INIT;

@@ -27,10 +27,15 @@ typedef struct ck__l1 ck__l1;
 ck__l1 *ck__l1_new(size_t max_entries);
 void ck__l1_free(ck__l1 *l);
 
+/* The clock L1 runs on: CLOCK_MONOTONIC, read coarsely (ms precision). */
+int64_t ck__l1_now(void);
+
 /* Look up (scope, key); scope NULL is "any". 1: found and fresh at now_ns
  * (or, with allow_stale, still kept): *value is a new reference (NULL for a
  * cached absence), *stale says whether it was past its freshness. 0: not
- * there. The value is shared: callers never modify it. */
+ * there. The value is shared: callers never modify it. Fresh answers to
+ * lookups without allow_stale are counted (ck__l1_hits); the others are
+ * the caller's to count. */
 int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64_t now_ns,
                int allow_stale, json_t **value, int *stale);
 
@@ -49,6 +54,8 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, siz
 void ck__l1_drop_kh(ck__l1 *l, const char *kh);
 /* Drop everything. */
 void ck__l1_clear(ck__l1 *l);
+/* Add the counted answers (values, absences) to *hits and *null_hits. */
+void ck__l1_hits(ck__l1 *l, uint64_t *hits, uint64_t *null_hits);
 /* Entries held now (all shards; a snapshot). */
 size_t ck__l1_count(ck__l1 *l);
 
@@ -71,6 +78,8 @@ void ck__hub_ensure(struct ck_cache *k);
 /* client.c: creation (on first use), ck_client_free, the fork handlers. */
 ck__hub *ck__hub_new(ck_client *c);
 void ck__hub_free(ck__hub *h);
+/* L1 answers counted in the caches' shards (and of caches freed since). */
+void ck__hub_hits(ck__hub *h, uint64_t *hits, uint64_t *null_hits);
 void ck__hub_fork_prepare(ck__hub *h);
 void ck__hub_fork_parent(ck__hub *h);
 void ck__hub_fork_child(ck__hub *h);

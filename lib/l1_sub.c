@@ -66,6 +66,7 @@ struct ck__hub {
     int stopping;
     int wake[2];  /* a byte here wakes the thread: new cache, or stop */
     int down_logged;
+    uint64_t gone_hits, gone_null_hits; /* of caches freed */
 };
 
 ck__hub *ck__hub_new(ck_client *c)
@@ -367,6 +368,19 @@ void ck__hub_unregister(ck_cache *k)
             break;
         }
     }
+    ck__l1_hits(k->l1, &h->gone_hits, &h->gone_null_hits);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void ck__hub_hits(ck__hub *h, uint64_t *hits, uint64_t *null_hits)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    *hits += h->gone_hits;
+    *null_hits += h->gone_null_hits;
+    for (ck_cache *k = h->caches; k != NULL; k = k->hub_next)
+        ck__l1_hits(k->l1, hits, null_hits);
     pthread_mutex_unlock(&h->mu);
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
@@ -214,6 +215,109 @@ static void bench_mget(ck_cache *k, int rounds)
            t_seq / t_m);
 }
 
+/* ---- the L1 tier ---- */
+
+#define L1_KEYS 1024
+
+typedef struct l1w {
+    pthread_t th;
+    ck_cache *k;
+    long ops;
+    double secs;
+    unsigned seed;
+} l1w;
+
+static char l1_keys[L1_KEYS][16];
+
+static void *l1_main(void *arg)
+{
+    l1w *w = arg;
+    double t = now_s();
+    unsigned x = w->seed;
+    for (long i = 0; i < w->ops; i++) {
+        json_t *v = NULL;
+        ck_get_info info;
+        x = x * 1103515245u + 12345u;
+        if (ck_cache_get(w->k, "app", l1_keys[(x >> 8) % L1_KEYS], NULL, NULL, &v, &info) !=
+                CK_OK ||
+            info.source != CK_SRC_L1)
+            errors++;
+        json_decref(v);
+    }
+    w->secs = now_s() - t;
+    return NULL;
+}
+
+static double l1_run(ck_cache *k, int threads, long ops_each)
+{
+    l1w w[THREADS];
+    double t = now_s();
+    for (int i = 0; i < threads; i++) {
+        w[i].k = k;
+        w[i].ops = ops_each;
+        w[i].seed = (unsigned)i * 7919u + 1;
+        pthread_create(&w[i].th, NULL, l1_main, &w[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(w[i].th, NULL);
+    return (double)threads * (double)ops_each / (now_s() - t);
+}
+
+static void bench_l1(ck_client *c, ck_cache *k_redis, long ops)
+{
+    ck_cache_options co;
+    ck_cache *k = NULL;
+    json_t *rec = json_loads(RECORD, 0, NULL);
+    double one[ROUNDS], eight[ROUNDS], redis[ROUNDS];
+
+    ck_cache_options_init(&co);
+    co.name = "bench-l1";
+    co.l1_max_entries = 100000;
+    co.l1_ttl_ms = 600000;
+    if (ck_cache_new(c, &co, &k) != CK_OK) {
+        errors++;
+        return;
+    }
+    for (int i = 0; i < L1_KEYS; i++) {
+        snprintf(l1_keys[i], sizeof l1_keys[i], "l1tok-%d", i);
+        if (ck_cache_set(k, "app", l1_keys[i], rec, NULL) != CK_OK)
+            errors++;
+    }
+    json_decref(rec);
+    /* in: read each key until it answers from L1 (the subscription is up) */
+    for (int i = 0; i < L1_KEYS; i++)
+        for (int tries = 0; tries < 5000; tries++) {
+            json_t *v = NULL;
+            ck_get_info info;
+            (void)ck_cache_get(k, "app", l1_keys[i], NULL, NULL, &v, &info);
+            json_decref(v);
+            if (info.source == CK_SRC_L1)
+                break;
+            if (tries == 4999)
+                errors++;
+        }
+    for (int round = 0; round < ROUNDS; round++) {
+        double t = now_s();
+        for (int i = 0; i < 2000; i++)
+            ck_get(k_redis);
+        redis[round] = 2000 / (now_s() - t);
+        one[round] = l1_run(k, 1, ops);
+        eight[round] = l1_run(k, THREADS, ops / THREADS * 2);
+    }
+    qsort(redis, ROUNDS, sizeof redis[0], cmp_double);
+    qsort(one, ROUNDS, sizeof one[0], cmp_double);
+    qsort(eight, ROUNDS, sizeof eight[0], cmp_double);
+    printf("%-48s %10.0f ops/s\n", "ck_cache_get Redis hit, 1 thread (same run)",
+           redis[ROUNDS / 2]);
+    printf("%-48s %10.0f ops/s   (goal >= 10 M/s; %.0fx the Redis hit; rounds %.0f .. %.0f)\n",
+           "ck_cache_get L1 hit, 1 thread (1024 keys)", one[ROUNDS / 2],
+           one[ROUNDS / 2] / redis[ROUNDS / 2], one[0], one[ROUNDS - 1]);
+    printf("%-48s %10.0f ops/s   (%.2fx one thread, on %ld cores)\n",
+           "ck_cache_get L1 hit, 8 threads", eight[ROUNDS / 2], eight[ROUNDS / 2] / one[ROUNDS / 2],
+           sysconf(_SC_NPROCESSORS_ONLN));
+    ck_cache_free(k);
+}
+
 int main(int argc, char **argv)
 {
     const char *url = getenv("CACHEKIT_TEST_REDIS_URL");
@@ -252,6 +356,7 @@ int main(int argc, char **argv)
     bench_one(&u, k, batches);
     bench_threads(&u, k, 20000);
     bench_mget(k, 200);
+    bench_l1(c, k, 1000000);
     if (errors > 0)
         printf("errors: %ld\n", errors);
     ck_cache_free(k);
