@@ -11,7 +11,12 @@
  *     threads at once. The log function must not call back into libcachekit.
  *   - libcachekit never modifies a json_t you pass in; every json_t it
  *     returns is a new reference of your own (values waiting threads share
- *     are deep-copied per caller).
+ *     are deep-copied per caller), except a value answered from a cache's
+ *     L1 tier (info->source == CK_SRC_L1): that one is shared, read-only.
+ *   - Threads the library starts: one timer per client (the deadline of
+ *     ck_client_run), one watchdog per running ck_with_lock (joined before
+ *     it returns) and, with a cache that has an L1 tier, one invalidation
+ *     subscriber per client. ck_client_free joins the client's.
  *
  * Ownership
  *   - ck_X_new(..., ck_X **out): the caller owns *out and frees it with
