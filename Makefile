@@ -174,8 +174,9 @@ else
 RUN_ENV :=
 endif
 
-# tests/exports.sh on the shared library, then (whatever it said) the suites,
-# whose "N passed, N failed" stays the last line.
+# tests/exports.sh on the shared library, tests/docs.py (docs/api.md is the
+# headers' doc comments; the docs' C blocks compile), then (whatever they
+# said) the suites, whose "N passed, N failed" stays the last line.
 run-tests:
 ifeq ($(strip $(SELECTED_TESTS)),)
 	@echo "no test to run: TESTS='$(TESTS)', tests/check_*.c: $(or $(ALL_TESTS),none)"; exit 1
@@ -185,6 +186,8 @@ else
 		echo "=== exports.sh $(B)/$(SONAME)"; \
 		CACHEKIT_SHLIB=$(B)/$(SONAME) sh tests/exports.sh $(B)/$(SONAME) || rc=1; \
 	fi; \
+	echo "=== docs.py (docs/api.md, doc comments, the docs' C snippets)"; \
+	CC="$(CC)" CFLAGS_EXTRA="$(DEP_CFLAGS)" python3 tests/docs.py || rc=1; \
 	$(RUN_ENV) tests/run-with-redis.sh $(TEST_BINS) || rc=1; \
 	exit $$rc
 endif

@@ -47,7 +47,7 @@ CACHEKIT_API const char *ck_strerror(ck_status s);
 CACHEKIT_API const char *ck_version(void);
 
 /**
- * The version of the library that is linked, as CK_VERSION_NUMBER encodes it.
+ * @return the version of the library that is linked, as CK_VERSION_NUMBER encodes it.
  * A host can assert ck_version_number() == CK_VERSION_NUMBER at start-up to
  * catch a header/library mismatch (the option structs are caller-sized).
  */

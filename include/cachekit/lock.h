@@ -92,7 +92,7 @@ CACHEKIT_API ck_status ck_lock_release(ck_lock *l);
 CACHEKIT_API uint64_t ck_lock_fence(const ck_lock *l);
 
 /**
- * 1 while the lock is held as far as this process can tell: it is not
+ * @return 1 while the lock is held as far as this process can tell: it is not
  * known lost (by a release, an extend or a watchdog renewal that failed or
  * found the key gone or another holder's), and its TTL, counted from when
  * the last successful acquire or extend was sent, minus a drift margin of
