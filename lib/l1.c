@@ -129,9 +129,21 @@ ck__l1 *ck__l1_new(size_t max_entries)
     return l;
 }
 
+/* Drop the tier's reference to a shared value. jansson's json_decref
+ * decrements with release order only; when the tier drops the last
+ * reference of a value that other threads were reading, the free must also
+ * acquire (the usual reference-count rule), or their reads and the free are
+ * unordered (harmless on x86, a data race for the language and for TSan). */
+static void ck__json_release(json_t *v)
+{
+    if (v != NULL && __atomic_load_n(&v->refcount, __ATOMIC_RELAXED) != (size_t)-1 &&
+        __atomic_sub_fetch(&v->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+        json_delete(v);
+}
+
 static void ck__l1e_free(ck__l1e *e)
 {
-    json_decref(e->value);
+    ck__json_release(e->value);
     free(e);
 }
 
