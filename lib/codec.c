@@ -205,9 +205,14 @@ int ck__iso8601_parse(const char *s, int64_t *unix_s)
 
 void ck__iso8601_format(int64_t unix_s, char out[32])
 {
-    int64_t days = unix_s >= 0 ? unix_s / 86400 : -((-unix_s + 86399) / 86400);
-    int64_t rem = unix_s - days * 86400, y;
+    /* floor division without negating (INT64_MIN has no positive) */
+    int64_t days = unix_s / 86400, rem = unix_s % 86400, y;
     int m, d;
+
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
 
     ck__civil_from_days(days, &y, &m, &d);
     snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m, d, (int)(rem / 3600),
