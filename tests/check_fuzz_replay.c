@@ -17,8 +17,12 @@
 #include <check.h>
 #include <cachekit.h>
 
+/* Each harness, its entry point renamed. */
 #define LLVMFuzzerTestOneInput ckt_fuzz_one_url
 #include "fuzz/fuzz_url.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ckt_fuzz_one_codec
+#include "fuzz/fuzz_codec.c"
 #undef LLVMFuzzerTestOneInput
 
 typedef int (*ckt_fuzz_fn)(const uint8_t *data, size_t size);
@@ -138,6 +142,12 @@ START_TEST(test_replay_url)
 }
 END_TEST
 
+START_TEST(test_replay_codec)
+{
+    ckt_replay("codec", ckt_fuzz_one_codec);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("fuzz_replay");
@@ -145,6 +155,7 @@ Suite *ckt_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_replay_url);
+    tcase_add_test(tc, test_replay_codec);
     suite_add_tcase(s, tc);
     return s;
 }
