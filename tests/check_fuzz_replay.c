@@ -24,6 +24,9 @@
 #define LLVMFuzzerTestOneInput ckt_fuzz_one_codec
 #include "fuzz/fuzz_codec.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ckt_fuzz_one_reply
+#include "fuzz/fuzz_reply.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*ckt_fuzz_fn)(const uint8_t *data, size_t size);
 
@@ -148,6 +151,12 @@ START_TEST(test_replay_codec)
 }
 END_TEST
 
+START_TEST(test_replay_reply)
+{
+    ckt_replay("reply", ckt_fuzz_one_reply);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("fuzz_replay");
@@ -156,6 +165,7 @@ Suite *ckt_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_replay_url);
     tcase_add_test(tc, test_replay_codec);
+    tcase_add_test(tc, test_replay_reply);
     suite_add_tcase(s, tc);
     return s;
 }
