@@ -27,6 +27,9 @@
 #define LLVMFuzzerTestOneInput ckt_fuzz_one_reply
 #include "fuzz/fuzz_reply.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ckt_fuzz_one_keys
+#include "fuzz/fuzz_keys.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*ckt_fuzz_fn)(const uint8_t *data, size_t size);
 
@@ -157,6 +160,12 @@ START_TEST(test_replay_reply)
 }
 END_TEST
 
+START_TEST(test_replay_keys)
+{
+    ckt_replay("keys", ckt_fuzz_one_keys);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("fuzz_replay");
@@ -166,6 +175,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, test_replay_url);
     tcase_add_test(tc, test_replay_codec);
     tcase_add_test(tc, test_replay_reply);
+    tcase_add_test(tc, test_replay_keys);
     suite_add_tcase(s, tc);
     return s;
 }
