@@ -30,6 +30,9 @@
 #define LLVMFuzzerTestOneInput ckt_fuzz_one_keys
 #include "fuzz/fuzz_keys.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput ckt_fuzz_one_format
+#include "fuzz/fuzz_format.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*ckt_fuzz_fn)(const uint8_t *data, size_t size);
 
@@ -166,6 +169,12 @@ START_TEST(test_replay_keys)
 }
 END_TEST
 
+START_TEST(test_replay_format)
+{
+    ckt_replay("format", ckt_fuzz_one_format);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("fuzz_replay");
@@ -176,6 +185,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, test_replay_codec);
     tcase_add_test(tc, test_replay_reply);
     tcase_add_test(tc, test_replay_keys);
+    tcase_add_test(tc, test_replay_format);
     suite_add_tcase(s, tc);
     return s;
 }
