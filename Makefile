@@ -233,8 +233,9 @@ FUZZ_ALL := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*
 FUZZ_NAMES := $(if $(strip $(FUZZERS)),$(filter $(FUZZERS),$(FUZZ_ALL)),$(FUZZ_ALL))
 FUZZ_BINS := $(addprefix $(FUZZ_B)/fuzz_,$(FUZZ_NAMES))
 TSAN_B := build-tsan
-TSAN_TESTS ?= check_pool check_faults check_lock check_cache check_rate check_slots check_client
-TSAN_SAN := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_TESTS ?= check_pool check_faults check_lock check_cache check_l1 check_rate check_slots check_client
+# tests/tsan/jansson.h: jansson's json_decref with an acquire (see there)
+TSAN_SAN := -fsanitize=thread -fno-omit-frame-pointer -I$(CURDIR)/tests/tsan
 
 .PHONY: fuzz fuzz-build fuzz-bins tsan tsan-build tsan-bins
 
