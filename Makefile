@@ -6,6 +6,8 @@
 #                           against a private redis-server (TESTS=check_url to filter)
 #   make check SANITIZE=1   the same under ASan + UBSan, built in build-asan/
 #   make valgrind           the same test binaries under valgrind
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer harnesses of tests/fuzz/ (clang), in build-fuzz/
+#   make tsan               the threaded suites under ThreadSanitizer, in build-tsan/
 #   make bench              build and run tests/bench/*.c against a private redis
 #   make examples           build examples/*.c into build/examples/
 #   make demo               run examples/demo against a throwaway redis-server
@@ -212,6 +214,60 @@ endif
 	CACHEKIT_TEST_WRAPPER="valgrind -q --fair-sched=yes --leak-check=full --error-exitcode=1 --track-origins=yes $(VALGRIND_FLAGS)" \
 		tests/run-with-redis.sh $(TEST_BINS)
 
+# ---- fuzzing and ThreadSanitizer ------------------------------------------
+#   make fuzz [FUZZ_SECONDS=60] [FUZZERS="url codec"]
+#       builds tests/fuzz/fuzz_<name>.c with clang (-fsanitize=fuzzer,address,
+#       undefined) against the library compiled the same way, in build-fuzz/,
+#       runs each for FUZZ_SECONDS (seeds: tests/fuzz/corpus/<name>/, read only;
+#       new inputs and crash artifacts stay in build-fuzz/) and prints a table
+#       of executions and crashes; exit 1 if any harness crashed.
+#   make fuzz-build         only build them
+#   make tsan [TSAN_TESTS="check_lock ..."]
+#       the threaded suites built with -fsanitize=thread in build-tsan/ and run
+#       against a private redis-server; any report fails the run.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_B := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_ALL := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_NAMES := $(if $(strip $(FUZZERS)),$(filter $(FUZZERS),$(FUZZ_ALL)),$(FUZZ_ALL))
+FUZZ_BINS := $(addprefix $(FUZZ_B)/fuzz_,$(FUZZ_NAMES))
+TSAN_B := build-tsan
+TSAN_TESTS ?= check_pool check_faults check_lock check_cache check_l1 check_rate check_slots check_client
+# tests/tsan/jansson.h: jansson's json_decref with an acquire (see there)
+TSAN_SAN := -fsanitize=thread -fno-omit-frame-pointer -I$(CURDIR)/tests/tsan
+
+.PHONY: fuzz fuzz-build fuzz-bins tsan tsan-build tsan-bins
+
+fuzz-build:
+	$(Q)$(DEPS_SH) clang libclang-rt-dev
+	@test -n "$(FUZZ_NAMES)" || { echo "fuzz: no harness matches FUZZERS='$(FUZZERS)' (have: $(FUZZ_ALL))"; exit 1; }
+	$(Q)$(MAKE) --no-print-directory B=$(FUZZ_B) CC=$(FUZZ_CC) OPTIMIZATION=-O1 NO_UNDEFINED= \
+		SAN_FLAGS='$(FUZZ_SAN) -fsanitize=fuzzer-no-link' fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_B)/$(STLIBNAME) $(FUZZ_B)/.flags
+	$(say) FUZZ $<
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/fuzz -fsanitize=fuzzer $(ALL_LDFLAGS) -o $@ $< \
+		$(FUZZ_B)/$(STLIBNAME) $(DEP_LIBS)
+
+fuzz: fuzz-build
+	$(Q)sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_B) $(FUZZ_NAMES)
+
+tsan-build:
+	$(Q)$(DEPS_SH) $(if $(filter clang%,$(notdir $(CC))),libclang-rt-dev,libtsan2)
+	$(Q)$(MAKE) --no-print-directory B=$(TSAN_B) OPTIMIZATION=-O1 NO_UNDEFINED= \
+		SAN_FLAGS='$(TSAN_SAN)' TESTS='$(TSAN_TESTS)' tsan-bins
+
+tsan-bins: $(TEST_BINS)
+
+# halt_on_error: the first race fails its suite (run-with-redis.sh reports it).
+tsan: tsan-build
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 $(TSAN_OPTIONS)" \
+	CACHEKIT_TEST_TSAN=1 CK_TIMEOUT_MULTIPLIER=$(or $(CK_TIMEOUT_MULTIPLIER),5) \
+		tests/run-with-redis.sh $(addprefix $(TSAN_B)/tests/,$(filter $(TSAN_TESTS),$(ALL_TESTS)))
+
 deps:
 	$(Q)$(DEPS_SH) -v
 
@@ -263,7 +319,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/cachekit.pc
 
 clean:
-	rm -rf build build-asan build-meson pkgconfig/cachekit.pc pkgconfig/cachekit.pc.tmp
+	rm -rf build build-asan build-meson build-fuzz build-tsan pkgconfig/cachekit.pc pkgconfig/cachekit.pc.tmp
 
 FORCE:
 

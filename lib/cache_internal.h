@@ -75,8 +75,10 @@ ck_status ck__env_decode(const char *s, size_t len, int plain, json_t **value,
 int ck__json_depth(const char *s, size_t len);
 
 /* Token records, in Dify's field names. with_token 0 leaves "token" out
- * (hashed modes: the raw token is stored nowhere). */
-json_t *ck__token_to_json(const ck_token *t, int with_token);
+ * (hashed modes: the raw token is stored nowhere). CK_OK and *out (a new
+ * object), CK_E_INVALID when a string is not UTF-8 (JSON cannot carry it),
+ * or CK_E_NOMEM. */
+ck_status ck__token_to_json(const ck_token *t, int with_token, json_t **out);
 /* A record from JSON; `token` (the caller's argument) fills ->token when
  * the record has none. CK_E_CORRUPT on wrong types. */
 ck_status ck__token_from_json(const json_t *j, const char *token, ck_token **out,

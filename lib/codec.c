@@ -205,9 +205,14 @@ int ck__iso8601_parse(const char *s, int64_t *unix_s)
 
 void ck__iso8601_format(int64_t unix_s, char out[32])
 {
-    int64_t days = unix_s >= 0 ? unix_s / 86400 : -((-unix_s + 86399) / 86400);
-    int64_t rem = unix_s - days * 86400, y;
+    /* floor division without negating (INT64_MIN has no positive) */
+    int64_t days = unix_s / 86400, rem = unix_s % 86400, y;
     int m, d;
+
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
 
     ck__civil_from_days(days, &y, &m, &d);
     snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02d", (long long)y, m, d, (int)(rem / 3600),
@@ -216,39 +221,77 @@ void ck__iso8601_format(int64_t unix_s, char out[32])
 
 /* ---- token records ---- */
 
-static json_t *ck__str_or_null(const char *s)
+/* Strict UTF-8, as jansson checks it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+static int ck__utf8_valid(const char *s)
 {
-    return s != NULL ? json_string(s) : json_null();
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != 0) {
+        unsigned c = *p++, cp, min;
+        int n;
+
+        if (c < 0x80)
+            continue;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        for (; n > 0; n--, p++) {
+            if ((*p & 0xc0) != 0x80) /* also stops at the NUL */
+                return 0;
+            cp = cp << 6 | (*p & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+    }
+    return 1;
 }
 
-static json_t *ck__time_or_null(int64_t t)
+static int ck__set_str(json_t *j, const char *name, const char *s)
+{
+    return json_object_set_new(j, name, s != NULL ? json_string(s) : json_null());
+}
+
+static int ck__set_time(json_t *j, const char *name, int64_t t)
 {
     char buf[32];
     if (t == 0)
-        return json_null();
+        return json_object_set_new(j, name, json_null());
     ck__iso8601_format(t, buf);
-    return json_string(buf);
+    return json_object_set_new(j, name, json_string(buf));
 }
 
-json_t *ck__token_to_json(const ck_token *t, int with_token)
+ck_status ck__token_to_json(const ck_token *t, int with_token, json_t **out)
 {
-    json_t *j = json_object();
+    const char *const strs[] = { t->id, t->app_id, t->tenant_id, t->type,
+                                 with_token ? t->token : NULL };
+    json_t *j;
+
+    *out = NULL;
+    /* JSON has no way to carry other bytes: refuse rather than drop a field */
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strs[i] != NULL && !ck__utf8_valid(strs[i]))
+            return CK_E_INVALID;
+    j = json_object();
     if (j == NULL)
-        return NULL;
+        return CK_E_NOMEM;
     /* Dify's CachedApiToken field order */
-    json_object_set_new(j, "id", ck__str_or_null(t->id));
-    json_object_set_new(j, "app_id", ck__str_or_null(t->app_id));
-    json_object_set_new(j, "tenant_id", ck__str_or_null(t->tenant_id));
-    json_object_set_new(j, "type", ck__str_or_null(t->type));
-    if (with_token)
-        json_object_set_new(j, "token", ck__str_or_null(t->token));
-    json_object_set_new(j, "last_used_at", ck__time_or_null(t->last_used_at));
-    json_object_set_new(j, "created_at", ck__time_or_null(t->created_at));
-    if (json_object_get(j, "id") == NULL || json_object_get(j, "created_at") == NULL) {
+    if (ck__set_str(j, "id", t->id) || ck__set_str(j, "app_id", t->app_id) ||
+        ck__set_str(j, "tenant_id", t->tenant_id) || ck__set_str(j, "type", t->type) ||
+        (with_token && ck__set_str(j, "token", t->token)) ||
+        ck__set_time(j, "last_used_at", t->last_used_at) ||
+        ck__set_time(j, "created_at", t->created_at)) {
         json_decref(j);
-        return NULL;
+        return CK_E_NOMEM;
     }
-    return j;
+    *out = j;
+    return CK_OK;
 }
 
 /* A string field: absent or null -> NULL; a string -> copy; else -1. */

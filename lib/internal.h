@@ -179,7 +179,7 @@ typedef struct ck__script {
     const char *src;
     char sha[41];      /* filled by ck__script_init */
 } ck__script;
-void ck__script_init(ck__script *s); /* idempotent, thread-safe via pthread_once by caller */
+void ck__script_init(ck__script *s); /* idempotent and thread-safe */
 ck_status ck__eval(ck_client *c, ck__script *s, int nkeys, const char **keys,
                    const size_t *keylens, int nargs, const char **args,
                    const size_t *arglens, unsigned flags, redisReply **out,

@@ -169,6 +169,12 @@ static int64_t ck__rate_min_limit(const ck_rate_rule *rules, size_t n)
     return m;
 }
 
+/* ceil(ms / 1000) for ms >= 0; (ms + 999) / 1000 overflows near INT64_MAX */
+static int64_t ck__ms_to_s_up(int64_t ms)
+{
+    return ms / 1000 + (ms % 1000 != 0);
+}
+
 int ck_rate_format_headers(const ck_rate_result *r, char *buf, size_t len)
 {
     char tmp[256];
@@ -183,9 +189,9 @@ int ck_rate_format_headers(const ck_rate_result *r, char *buf, size_t len)
                       r->remaining);
     if (r->reset_after_ms >= 0)
         n += snprintf(tmp + n, sizeof tmp - (size_t)n, "RateLimit-Reset: %" PRId64 "\r\n",
-                      (r->reset_after_ms + 999) / 1000);
+                      ck__ms_to_s_up(r->reset_after_ms));
     if (!r->allowed && r->retry_after_ms >= 0) {
-        int64_t s = (r->retry_after_ms + 999) / 1000;
+        int64_t s = ck__ms_to_s_up(r->retry_after_ms);
         n += snprintf(tmp + n, sizeof tmp - (size_t)n, "Retry-After: %" PRId64 "\r\n",
                       s < 1 ? 1 : s);
     }

@@ -24,14 +24,27 @@ void ck__sha1_hex(const void *data, size_t len, char out[41])
     out[40] = '\0';
 }
 
-/* Scripts are static and few; one lock for their lazy SHA is plenty. */
+/* Scripts are static and few; one lock for their lazy SHA is plenty.
+ * ck__eval's fast path reads sha[0] without the lock, so sha[0] is what
+ * publishes the SHA: bytes 1..40 are written first, then sha[0] with a
+ * release store that the fast path's acquire load pairs with. (Writing
+ * sha[0] first let another thread send a half-written SHA.) */
 static pthread_mutex_t ck__script_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int ck__script_ready(ck__script *s)
+{
+    return __atomic_load_n(&s->sha[0], __ATOMIC_ACQUIRE) != '\0';
+}
 
 void ck__script_init(ck__script *s)
 {
     pthread_mutex_lock(&ck__script_mu);
-    if (s->sha[0] == '\0')
-        ck__sha1_hex(s->src, strlen(s->src), s->sha);
+    if (s->sha[0] == '\0') {
+        char sha[41];
+        ck__sha1_hex(s->src, strlen(s->src), sha);
+        memcpy(s->sha + 1, sha + 1, sizeof sha - 1);
+        __atomic_store_n(&s->sha[0], sha[0], __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&ck__script_mu);
 }
 
@@ -56,7 +69,7 @@ ck_status ck__eval(ck_client *c, ck__script *s, int nkeys, const char **keys,
         *ambiguous = 0;
     if (nkeys < 0 || nargs < 0 || nkeys + nargs > CK__EVAL_MAX_ARGS)
         return CK_E_INVALID;
-    if (s->sha[0] == '\0')
+    if (!ck__script_ready(s))
         ck__script_init(s);
     argv[argc] = "EVALSHA"; lens[argc++] = 7;
     argv[argc] = s->sha;    lens[argc++] = 40;

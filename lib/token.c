@@ -67,10 +67,17 @@ static ck_status ck__token_load(const ck__loader *ld, const char *key, json_t **
         ck_token_free(t);
         return st;
     }
-    if (t == NULL || t->id == NULL)
+    if (t == NULL || t->id == NULL) {
         st = CK_E_LOADER;
-    else if ((*out = ck__token_to_json(t, tl->k->opt.key_hash == CK_KEY_PLAIN)) == NULL)
-        st = CK_E_NOMEM;
+    } else {
+        st = ck__token_to_json(t, tl->k->opt.key_hash == CK_KEY_PLAIN, out);
+        if (st == CK_E_INVALID) {
+            ck__log(ck__cache_logger(tl->k), CK_LOG_WARN,
+                    "cache %s: the token loader returned a record with a string that is not "
+                    "UTF-8: not cached", tl->k->name);
+            st = CK_E_LOADER;
+        }
+    }
     ck_token_free(t);
     return st;
 }

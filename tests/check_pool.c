@@ -517,7 +517,8 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, client_kill_between_calls_costs_nothing);
     tcase_add_test(tc, restart_and_script_flush_are_invisible);
     tcase_add_test(tc, oversized_reply_is_abandoned);
-    tcase_add_test(tc, fork_child_uses_its_own_connection);
+    if (!ckt_under_tsan()) /* covered by the plain, ASan and valgrind runs */
+        tcase_add_test(tc, fork_child_uses_its_own_connection);
     tcase_add_test(tc, sigpipe_never_reaches_the_host);
     suite_add_tcase(s, tc);
     return s;

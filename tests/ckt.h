@@ -33,6 +33,10 @@ int ckt_wait_until(int (*cond)(void *), void *arg, int timeout_ms);
  * instruction is ~50x slower and only correctness is checked. */
 int ckt_slack_ms(void);
 int ckt_under_valgrind(void);
+/* Built with -fsanitize=thread and run by `make tsan` (CACHEKIT_TEST_TSAN):
+ * GCC 12's TSan cannot run a child that starts threads after fork() in a
+ * threaded process ("dup thread with used id"), so such tests stay out. */
+int ckt_under_tsan(void);
 
 /* ---- the harness's shared server ---- */
 const char *ckt_shared_url(void);  /* $CACHEKIT_TEST_REDIS_URL, aborts when unset */

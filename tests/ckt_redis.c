@@ -55,6 +55,12 @@ int ckt_under_valgrind(void)
     return v != NULL && *v != '\0' && *v != '0';
 }
 
+int ckt_under_tsan(void)
+{
+    const char *v = getenv("CACHEKIT_TEST_TSAN");
+    return v != NULL && *v != '\0' && *v != '0';
+}
+
 int ckt_slack_ms(void) { return ckt_under_valgrind() ? 1000 : 15; }
 
 /* ---- shared server ---- */
