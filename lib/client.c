@@ -775,6 +775,7 @@ ck_status ck_client_run(ck_client *c, ck_redis_fn fn, void *user)
         return st == CK_E_NOMEM ? CK_E_NOMEM : CK_E_UNAVAILABLE;
     }
     ctx = l.cn->ctx;
+    l.cn->guard.max_bytes = c->opt.max_reply_bytes;
 
     /* A write to a connection the server closed raises SIGPIPE. Unless the
      * process ignores it already (most servers do; then asking is one

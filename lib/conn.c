@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,52 @@ static long long ck__pending_bulk_len(const redisReader *r)
     return v;
 }
 
+/* hiredis 0.14.1 allocates an array reply's element table, 8 bytes per
+ * element, as soon as it has read the "*N" header: "*999999999\r\n", twelve
+ * bytes from a broken or hostile server, asks for 8 GB. Every element takes at
+ * least 3 bytes on the wire ("+\r\n"), so an array announcing more than
+ * max_bytes / 3 elements cannot fit within the reply bound anyway: our
+ * createArray refuses it before hiredis allocates anything. The reader then
+ * fails as out of memory, and g->tripped tells the caller which it was. */
+static redisReplyObjectFunctions ck__guarded_fns;
+static void *(*ck__hiredis_create_array)(const redisReadTask *, int);
+static pthread_once_t ck__guard_once = PTHREAD_ONCE_INIT;
+
+static void *ck__guarded_create_array(const redisReadTask *task, int elements)
+{
+    ck__reply_guard *g = task->privdata;
+
+    if (g != NULL && elements > 0 && (size_t)elements > g->max_bytes / 3 + 1) {
+        g->tripped = 1;
+        return NULL;
+    }
+    return ck__hiredis_create_array(task, elements);
+}
+
+static void ck__guard_init(void)
+{
+    /* hiredis's default functions are static: borrow them from a reader */
+    redisReader *r = redisReaderCreate();
+
+    if (r == NULL || r->fn == NULL || r->fn->createArray == NULL) {
+        redisReaderFree(r);
+        return; /* left unguarded: ck__reader_guard changes nothing */
+    }
+    ck__guarded_fns = *r->fn;
+    ck__hiredis_create_array = r->fn->createArray;
+    ck__guarded_fns.createArray = ck__guarded_create_array;
+    redisReaderFree(r);
+}
+
+void ck__reader_guard(redisReader *r, ck__reply_guard *g)
+{
+    pthread_once(&ck__guard_once, ck__guard_init);
+    if (r == NULL || ck__hiredis_create_array == NULL)
+        return;
+    r->fn = &ck__guarded_fns;
+    r->privdata = g;
+}
+
 /* Read one reply, bounded by deadline and size. */
 static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_bytes,
                                redisReply **out, size_t *received, int wait_first)
@@ -214,12 +261,16 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
     char buf[CK__RECV_CHUNK];
 
     *out = NULL;
+    cn->guard.max_bytes = max_bytes;
     for (;;) {
         void *reply = NULL;
         ssize_t n;
 
-        if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK)
+        if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK) {
+            if (cn->guard.tripped)
+                return CK__FAIL_TOO_LARGE;
             return ctx->reader->err == REDIS_ERR_OOM ? CK__FAIL_NOMEM : CK__FAIL_PROTOCOL;
+        }
         if (reply != NULL) {
             *out = reply;
             return CK__FAIL_NONE;
@@ -401,6 +452,10 @@ ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger 
         *why = CK__FAIL_IO;
         return CK_E_UNAVAILABLE;
     }
+    /* the handshake's replies and the L1 subscriber's messages are small;
+     * each command's read sets its own bound */
+    cn->guard.max_bytes = (size_t)1 << 20;
+    ck__reader_guard(cn->ctx->reader, &cn->guard);
     /* The handshake is pipelined: one round trip whatever it contains. */
     if (u->pass != NULL) {
         i_auth = n;

@@ -96,8 +96,18 @@ typedef enum ck__fail {
     CK__FAIL_PROTOCOL,  /* unparsable bytes from the server */
     CK__FAIL_NOMEM,
 } ck__fail;
+/* What hiredis's reader may allocate for one reply (see ck__reader_guard). */
+typedef struct ck__reply_guard {
+    size_t max_bytes; /* the reply size bound of the read under way */
+    int tripped;      /* an array header announced more than fits in it */
+} ck__reply_guard;
+/* Makes reader r refuse (as out-of-memory, with g->tripped set) an array
+ * whose header announces more elements than g->max_bytes can hold: hiredis
+ * 0.14.1 allocates the element table on the header alone. g must outlive r. */
+void ck__reader_guard(redisReader *r, ck__reply_guard *g);
 typedef struct ck__conn {
     redisContext *ctx;
+    ck__reply_guard guard;        /* the reader's, armed by each read */
     struct ck__conn *prev, *next; /* in the client's list of lent connections */
     int64_t deadline_ns;          /* armed for ck_client_run: the timer shuts it down */
     int fired;                    /* the timer shut the socket down */

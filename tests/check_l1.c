@@ -17,10 +17,9 @@
  * (~5-15x; make tsan sets CACHEKIT_TEST_TSAN). */
 static int scaled(int ms)
 {
-    const char *tsan = getenv("CACHEKIT_TEST_TSAN");
     if (ckt_under_valgrind())
         return 10 * ms;
-    return tsan != NULL && *tsan != '\0' && *tsan != '0' ? 5 * ms : ms;
+    return ckt_under_tsan() ? 5 * ms : ms;
 }
 
 static ck_client *client_for(const char *url)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -394,6 +395,104 @@ START_TEST(oversized_reply_is_abandoned)
 }
 END_TEST
 
+/* A server that answers every command with +OK (INFO with an empty bulk),
+ * and the GET of "ckt:hostile" with an array header announcing 999999999
+ * elements, then nothing: what a broken or hostile endpoint can send. */
+typedef struct hostile_srv {
+    ckt_listener l;
+    pthread_t th;
+    atomic_int announced;
+} hostile_srv;
+
+/* One RESP request at *p (argv form); 0 when incomplete. */
+static int next_request(const char **p, const char *end, int *info, int *hostile)
+{
+    const char *q = *p;
+    long n, len;
+    char *e;
+    if (q >= end || *q != '*' || memchr(q, '\n', (size_t)(end - q)) == NULL)
+        return 0;
+    n = strtol(q + 1, &e, 10);
+    q = strchr(q, '\n') + 1;
+    for (long i = 0; i < n; i++) {
+        if (q >= end || *q != '$' || memchr(q, '\n', (size_t)(end - q)) == NULL)
+            return 0;
+        len = strtol(q + 1, &e, 10);
+        q = strchr(q, '\n') + 1;
+        if (end - q < len + 2)
+            return 0;
+        if (i == 0 && len == 4 && memcmp(q, "INFO", 4) == 0)
+            *info = 1;
+        if (len == 11 && memcmp(q, "ckt:hostile", 11) == 0)
+            *hostile = 1;
+        q += len + 2;
+    }
+    *p = q;
+    return 1;
+}
+
+static void *hostile_main(void *arg)
+{
+    hostile_srv *h = arg;
+    char buf[4096];
+    size_t have = 0;
+    int fd = accept(h->l.fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
+        const char *p = buf;
+        int info = 0, hostile = 0;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        while (next_request(&p, buf + have, &info, &hostile)) {
+            const char *out = hostile ? "*999999999\r\n" : info ? "$0\r\n\r\n" : "+OK\r\n";
+            if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0)
+                break;
+            if (hostile)
+                atomic_store(&h->announced, 1);
+            info = hostile = 0;
+        }
+        have -= (size_t)(p - buf);
+        memmove(buf, p, have);
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(huge_array_header_is_refused_unallocated)
+{
+    static const char *get[] = { "GET", "ckt:hostile" };
+    static const size_t getl[] = { 3, 11 };
+    hostile_srv h;
+    ck_options o;
+    ck_client *c = NULL;
+    redisReply *r = NULL;
+    ckt_log lg;
+
+    ckt_listener_open(&h.l);
+    atomic_init(&h.announced, 0);
+    ck_assert_int_eq(pthread_create(&h.th, NULL, hostile_main, &h), 0);
+    ckt_log_init(&lg);
+    ckt_options(&o, h.l.url);
+    o.log = ckt_log_fn;
+    o.log_user = &lg;
+    ck_assert_int_eq(ck_client_new(&o, &c), CK_OK);
+    /* hiredis alone would allocate an 8 GB element table, then wait for
+     * the elements until the deadline (CK_E_UNAVAILABLE): the guard refuses
+     * the header at once, as a reply over max_reply_bytes */
+    ck_assert_int_eq(ck__command(c, "ckt:hostile", 2, get, getl, 0, &r, NULL), CK_E_PROTOCOL);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(atomic_load(&h.announced), 1);
+    ck_assert(ckt_log_has(&lg, "larger than max_reply_bytes"));
+    ck_client_free(c); /* closes the connection: the server thread ends */
+    pthread_join(h.th, NULL);
+    ckt_listener_close(&h.l);
+    ckt_log_free(&lg);
+}
+END_TEST
+
 /* ---- fork ---- */
 
 static ck_status client_id_fn(redisContext *ctx, void *user)
@@ -517,6 +616,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, client_kill_between_calls_costs_nothing);
     tcase_add_test(tc, restart_and_script_flush_are_invisible);
     tcase_add_test(tc, oversized_reply_is_abandoned);
+    tcase_add_test(tc, huge_array_header_is_refused_unallocated);
     if (!ckt_under_tsan()) /* covered by the plain, ASan and valgrind runs */
         tcase_add_test(tc, fork_child_uses_its_own_connection);
     tcase_add_test(tc, sigpipe_never_reaches_the_host);

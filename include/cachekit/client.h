@@ -90,7 +90,10 @@ CACHEKIT_API ck_status ck_client_ping(ck_client *c);
  * leave the connection as you found it: no SELECT, SUBSCRIBE, MONITOR or
  * unfinished MULTI. Do not keep `ctx` past the call, close it or free it.
  * When the call's deadline passes, the library shuts the socket down and
- * the pending hiredis call returns an error.
+ * the pending hiredis call returns an error. An array reply announcing more
+ * elements than max_reply_bytes / 3 (more than could fit in that many
+ * bytes) is refused before hiredis allocates its element table: the hiredis
+ * call fails with ctx->err REDIS_ERR_OOM.
  * @return any status; it is returned by ck_client_run() unchanged unless the
  *         connection failed during the call.
  */

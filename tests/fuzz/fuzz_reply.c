@@ -3,6 +3,9 @@
  * redisReader, as lib/conn.c feeds it, and every reply (and every element of
  * an array, at any depth) through ck__reply_status and ck__classify_error.
  *
+ * The reader carries lib/conn.c's guard (ck__reader_guard, a 1 MiB bound):
+ * without it, "*999999999\r\n" has hiredis allocate an 8 GB element table.
+ *
  * Input: a flags byte (bit 0: the command was a write), a byte sizing the
  * chunks the bytes are fed in (1..64, to split lines and bulk bodies
  * anywhere), then the bytes.
@@ -85,10 +88,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int is_write = ckt_fuzz_u8(&in) & 1;
     size_t chunk = ckt_fuzz_u8(&in) % 64 + 1;
     redisReader *rd = redisReaderCreate();
+    ck__reply_guard guard = { (size_t)1 << 20, 0 };
     int replies = 0, broken = 0;
 
     if (rd == NULL)
         abort();
+    ck__reader_guard(rd, &guard);
     CKT_FUZZ_CHECK(ck__reply_status(NULL, is_write) == CK_E_PROTOCOL);
     CKT_FUZZ_CHECK(ck__classify_error(NULL, 0, is_write) == CK__ERR_OTHER);
     while (!broken && (in.n > 0 || replies == 0)) {
@@ -102,6 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* every complete reply buffered so far */
         for (;;) {
             if (redisReaderGetReply(rd, &reply) != REDIS_OK) {
+                /* refused by the guard: reported as out of memory */
+                CKT_FUZZ_CHECK(!guard.tripped || rd->err == REDIS_ERR_OOM);
                 broken = 1; /* conn.c: CK__FAIL_PROTOCOL, the connection is dropped */
                 break;
             }
