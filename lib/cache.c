@@ -138,6 +138,10 @@ static const char *ck__options_check(const ck_cache_options *o, const char *pref
      * the library's own "<prefix>:c:..." keys */
     if (o->key_hash == CK_KEY_PLAIN && strcmp(o->name, prefix) == 0)
         return "with CK_KEY_PLAIN the cache name must differ from the client prefix";
+    /* a bare value carries no logical expiry: it would be served as fresh
+     * (by both sides) for the whole ttl + stale_ttl it lives in Redis */
+    if (o->key_hash == CK_KEY_PLAIN && o->stale_ttl_ms > 0)
+        return "stale_ttl_ms needs the envelope's expiry: not available with CK_KEY_PLAIN";
     return NULL;
 }
 

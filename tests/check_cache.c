@@ -225,6 +225,7 @@ START_TEST(options_and_arguments_are_validated)
     BAD(o.l1_max_entries = ((size_t)1 << 24) + 1);
     BAD((o.l1_max_entries = 10, o.l1_ttl_ms = 0));
     BAD((o.key_hash = CK_KEY_PLAIN, o.name = "ck"));
+    BAD((o.key_hash = CK_KEY_PLAIN, o.stale_ttl_ms = 1000));
 #undef BAD
     ck_assert_int_eq(ck_cache_new(NULL, &o, &k), CK_E_INVALID);
     ck_assert_int_eq(ck_cache_new(c, NULL, &k), CK_E_INVALID);

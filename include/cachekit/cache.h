@@ -58,7 +58,8 @@ typedef struct ck_cache_options {
     int stampede_lock_ms;    /**< cross-instance single-flight lock, default 5000, 0 = off */
     int stampede_wait_ms;    /**< followers wait this long for the leader, default 2000 */
     int stale_ttl_ms;        /**< fail-safe: keep serving an expired value this long
-                                  when the loader fails, default 0 = off */
+                                  when the loader fails, default 0 = off; not
+                                  with CK_KEY_PLAIN (bare values have no expiry) */
     size_t l1_max_entries;   /**< in-process L1 tier: at most this many entries
                                   (values and absences, LRU), 0 = off (default),
                                   at most 16777216. Starts the client's
