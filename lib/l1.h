@@ -2,7 +2,7 @@
  * (l1_sub.c).
  *
  * An L1 maps (scope, key) to a decoded value or an absence. It is split in
- * shards, each with its own mutex, hash table and LRU list, so that a hit
+ * shards, each with its own mutex, hash table and second-chance list, so a hit
  * takes one uncontended lock and touches no socket. Entries are also
  * indexed by key hash (the digest the Redis keys carry), which is what
  * invalidation messages name.

@@ -500,6 +500,23 @@ START_TEST(bounded_by_max_entries)
         ck_assert_uint_le(ck__l1_count(k->l1), 3);
     }
     ck_cache_free(k);
+
+    /* an entry read between insertions is kept while a scan of 300 other
+     * keys goes through (second chance; first-in-first-out evicts it
+     * within ~25 insertions of its shard) */
+    k = l1_cache(c, "bound-hot", 100, 60000, CK_KEY_SHA256);
+    set_v(k, NULL, "hot", 7, NULL);
+    wait_l1(k, NULL, "hot", 7);
+    for (int i = 0; i < 300; i++) {
+        ck_source from = CK_SRC_NONE;
+        snprintf(key, sizeof key, "scan%d", i);
+        set_v(k, NULL, key, i + 1, NULL);
+        ck_assert_int_eq(get_v(k, NULL, key, NULL), i + 1); /* now in L1 */
+        ck_assert_int_eq(get_v(k, NULL, "hot", &from), 7);
+        ck_assert_msg(from == CK_SRC_L1, "the hot entry was evicted after %d other keys", i + 1);
+        ck_assert_uint_le(ck__l1_count(k->l1), 100);
+    }
+    ck_cache_free(k);
     ck_client_free(c);
 }
 END_TEST

@@ -61,8 +61,8 @@ typedef struct ck_cache_options {
                                   when the loader fails, default 0 = off; not
                                   with CK_KEY_PLAIN (bare values have no expiry) */
     size_t l1_max_entries;   /**< in-process L1 tier: at most this many entries
-                                  (values and absences, LRU), 0 = off (default),
-                                  at most 16777216. Starts the client's
+                                  (values and absences, approximate LRU), 0 = off
+                                  (default), at most 16777216. Starts the client's
                                   invalidation subscriber (one thread, one
                                   connection) with the first such cache. */
     int l1_ttl_ms;           /**< L1 entry lifetime (never past the entry's own
