@@ -5,6 +5,8 @@
 #   make check              Debian packages check, build, run every tests/check_*
 #                           against a private redis-server (TESTS=check_url to filter)
 #   make check SANITIZE=1   the same under ASan + UBSan, built in build-asan/
+#   make check-acl          the suites with the library connected as an ACL user
+#                           allowed exactly tests/acl-commands (tests/run-acl.sh)
 #   make valgrind           the same test binaries under valgrind
 #   make fuzz [FUZZ_SECONDS=60]  libFuzzer harnesses of tests/fuzz/ (clang), in build-fuzz/
 #   make tsan               the threaded suites under ThreadSanitizer, in build-tsan/
@@ -106,7 +108,7 @@ SQLITE_EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(shell grep -l '<sql
 PUBLIC_HEADERS := include/cachekit.h $(sort $(wildcard include/cachekit/*.h))
 DEPS_SH := sh scripts/deps.sh
 
-.PHONY: all lib deps check check-build check-headers run-tests valgrind bench bench-build examples \
+.PHONY: all lib deps check check-acl check-build check-headers run-tests valgrind bench bench-build examples \
 	demo install uninstall clean FORCE
 .DEFAULT_GOAL := all
 
@@ -200,6 +202,13 @@ check:
 	$(Q)$(DEPS_SH)
 	$(Q)$(MAKE) --no-print-directory check-build
 	$(Q)$(MAKE) --no-print-directory run-tests
+
+# The least-privilege run: the same binaries, the library connected as a user
+# allowed only the commands of tests/acl-commands (docs/security.md).
+check-acl:
+	$(Q)$(DEPS_SH)
+	$(Q)$(MAKE) --no-print-directory check-build
+	$(Q)$(RUN_ENV) tests/run-acl.sh $(TEST_BINS)
 
 # --fair-sched=yes: valgrind runs one thread at a time, and its default lock
 # lets a busy thread keep it for tens of seconds (check_faults' eight spinning

@@ -686,7 +686,7 @@ START_TEST(cache_writes_distinct_keys)
             json_decref(v);
         }
     }
-    scan_keys(ckt_shared_url(), "ck:c:secrt:*", count_entry, &ec);
+    scan_keys(ckt_admin_url(), "ck:c:secrt:*", count_entry, &ec);
     ck_assert_int_eq(ec.entries, pairs);
     ck_assert_int_gt(ec.indexes, 0);
     ck_cache_free(k);

@@ -41,6 +41,18 @@ int ckt_under_tsan(void);
 /* ---- the harness's shared server ---- */
 const char *ckt_shared_url(void);  /* $CACHEKIT_TEST_REDIS_URL, aborts when unset */
 const char *ckt_shared_sock(void); /* $CACHEKIT_TEST_REDIS_SOCK */
+/* The shared server as its unrestricted default user
+ * ($CACHEKIT_TEST_REDIS_ADMIN_URL, else ckt_shared_url()): for a test's own
+ * setup. Under `make check-acl` ckt_shared_url() names the least-privilege
+ * user "ckuser" (tests/acl-commands) and only the library should use it. */
+const char *ckt_admin_url(void);
+/* 1 under `make check-acl` (CACHEKIT_TEST_ACL=1). */
+int ckt_acl_mode(void);
+/* Under check-acl: grant "ckuser" the commands (NULL-terminated, "+incr")
+ * that the test's own ck_client_run callbacks send on the library's
+ * connections: those are the host's commands, not the library's. The
+ * harness resets the user before each test binary. No-op otherwise. */
+void ckt_acl_allow(const char *const *cmds);
 
 /* ---- private servers ---- */
 typedef struct ckt_redis ckt_redis;
@@ -61,7 +73,9 @@ void ckt_redis_restart(ckt_redis *r); /* kill if running, start again on the sam
  * Returns the reply (caller frees) or NULL when the server did not answer
  * within 2 s. */
 redisReply *ckt_redis_cmd(const ckt_redis *r, const char *const *argv);
-/* The same against host:port (used for the shared server). */
+/* The same against host:port of `url` (used for the shared server), as the
+ * default user without AUTH: any user:password in `url` is ignored, so on
+ * the shared server this is an admin connection also under check-acl. */
 redisReply *ckt_cmd_at(const char *url, const char *const *argv);
 /* Number of connected clients whose name starts with `prefix` (e.g. "ck:"). */
 int ckt_clients_named(const char *url, const char *prefix);

@@ -82,6 +82,34 @@ const char *ckt_shared_sock(void)
     return s;
 }
 
+const char *ckt_admin_url(void)
+{
+    const char *u = getenv("CACHEKIT_TEST_REDIS_ADMIN_URL");
+    return u != NULL && *u != '\0' ? u : ckt_shared_url();
+}
+
+int ckt_acl_mode(void)
+{
+    const char *v = getenv("CACHEKIT_TEST_ACL");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+void ckt_acl_allow(const char *const *cmds)
+{
+    const char *argv[40] = { "ACL", "SETUSER", "ckuser" };
+    int n = 3;
+    redisReply *r;
+    if (!ckt_acl_mode())
+        return;
+    for (; cmds[n - 3] != NULL && n < 39; n++)
+        argv[n] = cmds[n - 3];
+    argv[n] = NULL;
+    r = ckt_cmd_at(ckt_admin_url(), argv);
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "ACL SETUSER ckuser %s failed: %s",
+                  cmds[0], r != NULL && r->str != NULL ? r->str : "no reply");
+    freeReplyObject(r);
+}
+
 /* ---- private servers ---- */
 
 struct ckt_redis {

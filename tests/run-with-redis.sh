@@ -9,7 +9,11 @@
 #   tests/run-with-redis.sh -- CMD [ARG...]  run one command, exit with its status
 #
 # What BIN / CMD sees in its environment:
-#   CACHEKIT_TEST_REDIS_URL      redis://127.0.0.1:PORT/0
+#   CACHEKIT_TEST_REDIS_URL      redis://127.0.0.1:PORT/0, or with CACHEKIT_TEST_ACL=1
+#                                redis://ckuser:PASSWORD@127.0.0.1:PORT/0: a user
+#                                allowed exactly the commands of tests/acl-commands
+#   CACHEKIT_TEST_REDIS_ADMIN_URL  redis://127.0.0.1:PORT/0, the unrestricted default
+#                                user, for the tests' own setup (FLUSHALL, DEBUG, ...)
 #   CACHEKIT_TEST_REDIS_SOCK     the unix socket of the same server
 #   CACHEKIT_TEST_REDIS_PORT     PORT
 #   CACHEKIT_TEST_REDIS_PIDFILE  the server's pidfile (a demo may stop the server)
@@ -17,6 +21,8 @@
 #   CACHEKIT_TEST_WRAPPER   command put in front of each BIN, word-split
 #                           (make valgrind sets "valgrind --leak-check=full ...")
 #   CACHEKIT_TEST_TIMEOUT   seconds one BIN may run, default 900 (0 = no limit)
+#   CACHEKIT_TEST_ACL       1: the library connects as the least-privilege user
+#                           (make check-acl, tests/run-acl.sh)
 #   REDIS_SERVER, REDIS_CLI default redis-server, redis-cli
 #
 # Before each BIN the server gets FLUSHALL, and it is restarted (on a new
@@ -28,6 +34,17 @@ REDIS_CLI=${REDIS_CLI:-redis-cli}
 TIMEOUT=${CACHEKIT_TEST_TIMEOUT:-900}
 
 say() { printf 'run-with-redis: %s\n' "$*" >&2; }
+
+# The least-privilege command list (one "+cmd" per line, '#' comments).
+acl_mode=0
+acl_cmds=()
+if [ "${CACHEKIT_TEST_ACL:-0}" = 1 ]; then
+    acl_mode=1
+    acl_file=$(dirname "$0")/acl-commands
+    [ -r "$acl_file" ] || { say "cannot read $acl_file"; exit 2; }
+    read -r -a acl_cmds <<<"$(sed -e 's/#.*//' "$acl_file" | awk '{print $1}' | tr '\n' ' ')"
+    [ ${#acl_cmds[@]} -gt 0 ] || { say "$acl_file lists no command"; exit 2; }
+fi
 
 for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
     if ! command -v "$prog" >/dev/null 2>&1; then
@@ -93,6 +110,16 @@ stop_redis() {
     rm -f "$pidfile" "$sock"
 }
 
+# (Re)create the least-privilege user: exactly tests/acl-commands, keys and
+# channels of any name (the tests use several prefixes).
+acl_setup() {
+    if [ "$(cli ACL SETUSER ckuser reset on '>ck-acl-pw' '~*' resetchannels '&*' -@all \
+        "${acl_cmds[@]}")" != OK ]; then
+        say "ACL SETUSER ckuser failed (Redis 6.2+ needed)"
+        return 1
+    fi
+}
+
 start_redis() {
     local attempt i
     for ((attempt = 1; attempt <= 10; attempt++)); do
@@ -111,6 +138,12 @@ start_redis() {
                 if [ "$(cli ping)" = PONG ] &&
                     cli info server | tr -d '\r' | grep -qx "process_id:${pid}"; then
                     export CACHEKIT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+                    export CACHEKIT_TEST_REDIS_ADMIN_URL="$CACHEKIT_TEST_REDIS_URL"
+                    if [ "$acl_mode" = 1 ]; then
+                        acl_setup || { stop_redis; return 1; }
+                        export CACHEKIT_TEST_REDIS_URL="redis://ckuser:ck-acl-pw@127.0.0.1:$port/0"
+                        say "ACL mode: the library connects as ckuser (${#acl_cmds[@]} commands)"
+                    fi
                     export CACHEKIT_TEST_REDIS_SOCK="$sock"
                     export CACHEKIT_TEST_REDIS_PORT="$port"
                     export CACHEKIT_TEST_REDIS_PIDFILE="$pidfile"
@@ -185,6 +218,12 @@ for bin in "$@"; do
         start_redis || exit 2
     fi
     cli flushall >/dev/null
+    # a binary may have granted ckuser its own commands (ckt_acl_allow)
+    if [ "$acl_mode" = 1 ] && ! acl_setup; then
+        failed=$((failed + 1))
+        failed_names+=("$name")
+        continue
+    fi
     printf '=== %s\n' "$name"
     t0=$(date +%s)
     run_child "${limit[@]}" "${wrapper[@]}" "$bin"
