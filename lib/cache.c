@@ -345,6 +345,11 @@ ck_status ck__cache_read(ck_cache *k, const ck__ref *r, json_t **value, int64_t 
         ck__drop_corrupt(k, r, "WRONGTYPE: the key holds another type");
         return CK_MISS;
     }
+    if (rep->type == REDIS_REPLY_ERROR) { /* e.g. NOPERM: say why */
+        char e[96];
+        ck__log_sanitize(e, sizeof e, rep->str, rep->len);
+        ck__log(ck__cache_logger(k), CK_LOG_ERROR, "cache %s: GET failed: %s", k->name, e);
+    }
     freeReplyObject(rep);
     return CK_E_PROTOCOL;
 }
@@ -1095,6 +1100,11 @@ ck_status ck_cache_mget(ck_cache *k, const char *scope, const char *const *keys,
         goto done;
     }
     rs = ck__command(k->c, argv[1], (int)m + 1, argv, lens, 0, &rep, NULL);
+    if (rs == CK_OK && rep->type == REDIS_REPLY_ERROR) { /* e.g. NOPERM: say why */
+        char e[96];
+        ck__log_sanitize(e, sizeof e, rep->str, rep->len);
+        ck__log(ck__cache_logger(k), CK_LOG_ERROR, "cache %s: MGET failed: %s", k->name, e);
+    }
     if (rs == CK_OK && (rep->type != REDIS_REPLY_ARRAY || rep->elements != m))
         rs = CK_E_PROTOCOL;
     if (rs != CK_OK) {

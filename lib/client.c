@@ -836,6 +836,11 @@ ck_status ck_client_ping(ck_client *c)
             ck__count(c, CK__ST_DEGRADED, 1);
         return st;
     }
+    if (r->type == REDIS_REPLY_ERROR) { /* e.g. NOPERM: say why, as the other calls do */
+        char e[96];
+        ck__log_sanitize(e, sizeof e, r->str, r->len);
+        ck__log(ck__client_logger(c), CK_LOG_ERROR, "ck_client_ping: redis error: %s", e);
+    }
     if (r->type != REDIS_REPLY_STATUS || r->len != 4 || memcmp(r->str, "PONG", 4) != 0)
         st = CK_E_PROTOCOL;
     freeReplyObject(r);

@@ -193,6 +193,13 @@ static int ck__is(const redisReply *r, const char *s)
 
 static void ck__hub_dispatch(ck__hub *h, redisReply *r)
 {
+    if (r->type == REDIS_REPLY_ERROR) { /* SUBSCRIBE refused (NOPERM): L1 stays paused */
+        char e[96];
+        ck__log_sanitize(e, sizeof e, r->str, r->len);
+        ck__log(ck__client_logger(h->c), CK_LOG_WARN,
+                "L1 invalidation subscriber: redis refused: %s", e);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2)
         return;
     redisReply *kind = r->element[0], *chan = r->element[1];

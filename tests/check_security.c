@@ -697,19 +697,19 @@ END_TEST
 
 /* ---- commands with explicit lengths (the source text of lib/) ---- */
 
-/* lib/ of the source tree: $CACHEKIT_SOURCE_DIR/lib, else next to the fuzz
- * corpus meson points at, else ./lib (make runs from the top directory). */
-static void lib_dir(char *out, size_t len)
+/* A path in the source tree: under $CACHEKIT_SOURCE_DIR, else next to the
+ * fuzz corpus meson points at, else relative to the current directory
+ * (make runs the tests from the top directory). */
+static void src_path(char *out, size_t len, const char *rel)
 {
     const char *src = getenv("CACHEKIT_SOURCE_DIR");
     const char *corpus = getenv("CACHEKIT_FUZZ_CORPUS");
-    if (src != NULL && *src != '\0') {
-        snprintf(out, len, "%s/lib", src);
-    } else if (corpus != NULL && *corpus != '\0') {
-        snprintf(out, len, "%s/../../../lib", corpus);
-    } else {
-        snprintf(out, len, "lib");
-    }
+    if (src != NULL && *src != '\0')
+        snprintf(out, len, "%s/%s", src, rel);
+    else if (corpus != NULL && *corpus != '\0')
+        snprintf(out, len, "%s/../../../%s", corpus, rel);
+    else
+        snprintf(out, len, "%s", rel);
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -743,7 +743,7 @@ START_TEST(commands_use_explicit_lengths)
     struct dirent *e;
     int files = 0, argv_forms = 0;
 
-    lib_dir(dir, sizeof dir);
+    src_path(dir, sizeof dir, "lib");
     d = opendir(dir);
     ck_assert_msg(d != NULL, "cannot open %s (set CACHEKIT_SOURCE_DIR)", dir);
     while ((e = readdir(d)) != NULL) {
@@ -882,16 +882,223 @@ START_TEST(scripts_are_pinned)
 }
 END_TEST
 
+/* ---- the least-privilege command list is minimal ---- */
+
+#define ACL_MAX 64
+
+/* tests/acl-commands: "+cmd" words, one a line, '#' comments. */
+static int acl_commands(char cmds[ACL_MAX][48])
+{
+    char path[1024];
+    size_t len;
+    int n = 0;
+    src_path(path, sizeof path, "tests/acl-commands");
+    char *text = read_file(path, &len);
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char word[48];
+        if (line[0] != '+' || sscanf(line, "%47s", word) != 1)
+            continue;
+        ck_assert_int_lt(n, ACL_MAX);
+        snprintf(cmds[n++], 48, "%s", word);
+    }
+    free(text);
+    ck_assert_int_gt(n, 10);
+    return n;
+}
+
+static void acl_user(const char *url, char cmds[ACL_MAX][48], int n, int skip)
+{
+    const char *argv[ACL_MAX + 16] = { "ACL", "SETUSER", "ckmin", "reset", "on", ">min-pw",
+                                       "~*", "resetchannels", "&*", "-@all" };
+    int a = 10;
+    for (int i = 0; i < n; i++)
+        if (i != skip)
+            argv[a++] = cmds[i];
+    argv[a] = NULL;
+    cmd_ok(url, argv);
+}
+
+static int slot_free(void *arg)
+{
+    ck_rate_result r;
+    ck_status st = ck_slots_acquire(arg, "min", 2, "h2", 60000, &r);
+    return st != CK_OK || r.allowed; /* refused (the ACL): no use waiting */
+}
+
+static int l1_settled(void *arg)
+{
+    ckt_log *lg = arg;
+    return ckt_log_has(lg, "L1 invalidations subscribed") || ckt_log_has(lg, "subscriber");
+}
+
+/* Every library call once (each command of the list is reached), on a
+ * flushed server with no script cached. Returns how many expected-OK
+ * calls did not answer CK_OK. */
+static int acl_workload(const char *admin, const char *url, ckt_log *lg)
+{
+    static const char *const flush[] = { "FLUSHALL", NULL };
+    static const char *const sflush[] = { "SCRIPT", "FLUSH", NULL };
+    const char *tags[] = { "tg", NULL };
+    const char *mkeys[] = { "k1", "k2" };
+    json_t *v = NULL, *mv[2] = { NULL, NULL };
+    ck_status mst[2];
+    ck_options o;
+    ck_client *c = NULL;
+    ck_cache_options co;
+    ck_cache *k = NULL, *k1 = NULL;
+    ck_lock *lk = NULL;
+    ck_rate_rule rules[7];
+    ck_rate_result rr;
+    int bad = 0;
+
+    cmd_ok(admin, flush);
+    cmd_ok(admin, sflush);
+    ckt_options(&o, url);
+    o.log = ckt_log_fn;
+    o.log_user = lg;
+    o.log_level = CK_LOG_DEBUG;
+    o.breaker_failures = 1000;
+    o.fail_mode = CK_FAIL_CLOSED;
+    ck_assert_int_eq(ck_client_new(&o, &c), CK_OK);
+    ck_cache_options_init(&co);
+    co.name = "min";
+    ck_assert_int_eq(ck_cache_new(c, &co, &k), CK_OK);
+    co.name = "minl1";
+    co.l1_max_entries = 8;
+    ck_assert_int_eq(ck_cache_new(c, &co, &k1), CK_OK);
+
+    bad += ck_client_ping(c) != CK_OK;
+    json_t *one = json_integer(1);
+    bad += ck_cache_set(k, "a", "k1", one, tags) != CK_OK;           /* write script */
+    json_decref(one);
+    bad += ck_cache_get(k, "a", "k1", NULL, NULL, &v, NULL) != CK_OK; /* GET */
+    json_decref(v);
+    v = NULL;
+    bad += ck_cache_mget(k, "a", mkeys, 2, mv, mst) != CK_OK;        /* MGET */
+    json_decref(mv[0]);
+    bad += mst[0] != CK_OK;
+    bad += ck_cache_get(k, "a", "k2", sec_loader, NULL, &v, NULL) != CK_OK; /* lead */
+    json_decref(v);
+    v = NULL;
+    bad += ck_cache_get(k, "a", "k3", fail_loader, NULL, &v, NULL) != CK_E_LOADER; /* fail mark */
+    bad += ck_cache_invalidate(k, "a", "k2") != CK_OK;
+    bad += ck_cache_invalidate(k, NULL, "k1") != CK_OK;                /* SMEMBERS */
+    bad += ck_cache_invalidate_tag(k, "tg") != CK_OK;                 /* SPOP */
+    bad += ck_cache_get(k1, NULL, "k4", sec_loader, NULL, &v, NULL) != CK_OK; /* SUBSCRIBE */
+    json_decref(v);
+    v = NULL;
+    ckt_wait_until(l1_settled, lg, ckt_under_valgrind() ? 20000 : 2000);
+    bad += !ckt_log_has(lg, "L1 invalidations subscribed");
+
+    bad += ck_lock_acquire(c, "min", 5000, 0, &lk) != CK_OK;
+    if (lk != NULL) {
+        bad += ck_lock_extend(lk, 5000) != CK_OK;
+        bad += ck_lock_release(lk) != CK_OK;
+    }
+
+    for (int a = 0; a < 7; a++)
+        rules[a] = (ck_rate_rule){ (ck_rl_algo)a, 1, 60000, 0 };
+    bad += ck_rate_check(c, "min", rules, 7, 1, &rr) != CK_OK || !rr.allowed;
+    bad += ck_rate_check(c, "min", rules, 7, 1, &rr) != CK_OK || rr.allowed; /* denied */
+    bad += ck_rate_peek(c, "min", rules, 7, &rr) != CK_OK;
+    bad += ck_rate_reset(c, "min") != CK_OK;                            /* UNLINK */
+
+    /* slots: a holder that expires (pruned by the next acquire), touch, release */
+    /* h0 keeps the keys alive (they expire with the last holder) while h1 expires */
+    bad += ck_slots_acquire(c, "min", 2, "h0", 60000, &rr) != CK_OK || !rr.allowed;
+    bad += ck_slots_acquire(c, "min", 2, "h1", 1, &rr) != CK_OK || !rr.allowed;
+    bad += !ckt_wait_until(slot_free, c, 5000) ||
+           ck_slots_acquire(c, "min", 2, "h2", 60000, &rr) != CK_OK || !rr.allowed;
+    bad += ck_slots_touch(c, "min", "h2") != CK_OK;
+    bad += ck_slots_release(c, "min", "h2") != CK_OK;
+
+    ck_cache_free(k1);
+    ck_cache_free(k);
+    ck_client_free(c);
+    return bad;
+}
+
+START_TEST(acl_list_is_minimal)
+{
+    char cmds[ACL_MAX][48];
+    int n = acl_commands(cmds);
+    ckt_redis *srv = ckt_redis_start(NULL);
+    const char *admin = ckt_redis_url(srv);
+    char url[128];
+    ckt_log lg;
+    int bad;
+
+    /* db 1: SELECT is part of the handshake */
+    snprintf(url, sizeof url, "redis://ckmin:min-pw@127.0.0.1:%d/1", ckt_redis_port(srv));
+    ckt_log_init(&lg);
+
+    /* the whole list: every call works, nothing is refused */
+    acl_user(admin, cmds, n, -1);
+    bad = acl_workload(admin, url, &lg);
+    ck_assert_msg(bad == 0 && !ckt_log_has(&lg, "NOPERM") && !ckt_log_has(&lg, "refused"),
+                  "%d calls failed with the full list:\n%s", bad, lg.buf);
+
+    /* each command removed in turn: some call is refused, or (the two
+     * optional ones) the feature they serve turns off */
+    for (int i = 0; i < n; i++) {
+        ckt_log_reset(&lg);
+        acl_user(admin, cmds, n, i);
+        bad = acl_workload(admin, url, &lg);
+        if (strcmp(cmds[i], "+client|setname") == 0) {
+            ck_assert_msg(bad == 0 && ckt_log_has(&lg, "CLIENT SETNAME refused"), "%s", lg.buf);
+        } else if (strcmp(cmds[i], "+info") == 0) {
+            ck_assert_msg(bad == 0 && ckt_log_has(&lg, "INFO memory refused"), "%s", lg.buf);
+        } else {
+            ck_assert_msg(bad > 0, "without %s every call still works: not needed?\n%s",
+                          cmds[i], lg.buf);
+            /* and the log says why: the operator sees the ACL is short */
+            ck_assert_msg(ckt_log_has(&lg, "NOPERM") || ckt_log_has(&lg, "no permissions") ||
+                              ckt_log_has(&lg, "can't run this command"),
+                          "without %s %d calls fail, none logs why:\n%s", cmds[i], bad, lg.buf);
+        }
+    }
+    ckt_log_free(&lg);
+    ckt_redis_stop(srv);
+}
+END_TEST
+
+/* docs/security.md names every command of the list (and so the reason). */
+START_TEST(acl_list_is_documented)
+{
+    char cmds[ACL_MAX][48], path[1024];
+    int n = acl_commands(cmds);
+    size_t len;
+    src_path(path, sizeof path, "docs/security.md");
+    char *doc = read_file(path, &len);
+    for (int i = 0; i < n; i++) {
+        char word[64], esc[72], *bar;
+        size_t j = 0;
+        snprintf(word, sizeof word, "`%.47s`", cmds[i]);
+        for (const char *p = word; *p != '\0'; p++) { /* `+client\|setname` in a table */
+            if (*p == '|')
+                esc[j++] = '\\';
+            esc[j++] = *p;
+        }
+        esc[j] = '\0';
+        bar = strstr(doc, esc);
+        ck_assert_msg(bar != NULL, "docs/security.md does not explain %s", word);
+    }
+    free(doc);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("security");
     TCase *tc = tcase_create("security");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, secrets_absent_on_success_and_failure);
     tcase_add_test(tc, keys_injective_over_adversarial_and_random_inputs);
     tcase_add_test(tc, cache_writes_distinct_keys);
     tcase_add_test(tc, commands_use_explicit_lengths);
     tcase_add_test(tc, scripts_are_pinned);
+    tcase_add_test(tc, acl_list_is_minimal);
+    tcase_add_test(tc, acl_list_is_documented);
     suite_add_tcase(s, tc);
     return s;
 }
