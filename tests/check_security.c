@@ -281,10 +281,38 @@ START_TEST(secrets_absent_on_success_and_failure)
     ckt_log_init(&lg);
     cmd_ok(ckt_redis_url(srv), setuser);
 
-    /* success: everything works, then logs, errors, metrics, keys, values */
+    /* success: everything works, then logs, errors, metrics, keys, values
+     * and every Pub/Sub message (the L1 invalidations) */
+    struct timeval tv = { ckt_under_valgrind() ? 20 : 5, 0 };
+    redisContext *sub = redisConnectWithTimeout("127.0.0.1", ckt_redis_port(srv), tv);
+    ck_assert(sub != NULL && sub->err == 0);
+    redisSetTimeout(sub, tv);
+    redisReply *sr = redisCommand(sub, "PSUBSCRIBE *");
+    ck_assert(sr != NULL && sr->type == REDIS_REPLY_ARRAY);
+    freeReplyObject(sr);
     snprintf(url, sizeof url, "redis://cksec:" SEC_PW "@127.0.0.1:%d/0", ckt_redis_port(srv));
     c = sec_client(url, &lg);
     sec_workload(c, 1);
+    /* a last message of our own: everything published before it has come */
+    static const char *const endmsg[] = { "PUBLISH", "ckt:end", "end", NULL };
+    cmd_ok(ckt_redis_url(srv), endmsg);
+    int msgs = 0;
+    for (;;) {
+        void *m = NULL;
+        ck_assert_msg(redisGetReply(sub, &m) == REDIS_OK, "pub/sub: %s", sub->errstr);
+        redisReply *mr = m;
+        ck_assert(mr->type == REDIS_REPLY_ARRAY && mr->elements == 4);
+        if (strcmp(mr->element[2]->str, "ckt:end") == 0) {
+            freeReplyObject(mr);
+            break;
+        }
+        assert_no_secret("a pub/sub channel", mr->element[2]->str, mr->element[2]->len);
+        assert_no_secret("a pub/sub message", mr->element[3]->str, mr->element[3]->len);
+        msgs++;
+        freeReplyObject(mr);
+    }
+    redisFree(sub);
+    ck_assert_int_gt(msgs, 3);
     ck_assert_msg(lg.count > 0, "no debug line logged: the capture does not work");
     assert_outputs_clean(c, &lg);
     ck_assert_int_gt(scan_keys(ckt_redis_url(srv), "*", key_has_no_secret,
