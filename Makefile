@@ -2,7 +2,8 @@
 #
 #   make                    libcachekit.a, libcachekit.so.<soversion> (+ .so link)
 #                           in build/, and pkgconfig/cachekit.pc
-#   make check              Debian packages check, build, run every tests/check_*
+#   make check              Debian packages check, build, run every tests/check_* and
+#                           a smoke run of every example (tests/examples.sh)
 #                           against a private redis-server (TESTS=check_url to filter)
 #   make check SANITIZE=1   the same under ASan + UBSan, built in build-asan/
 #   make check-acl          the suites with the library connected as an ACL user
@@ -12,7 +13,8 @@
 #   make tsan               the threaded suites under ThreadSanitizer, in build-tsan/
 #   make bench              build and run tests/bench/*.c against a private redis
 #   make examples           build examples/*.c into build/examples/
-#   make demo               run examples/demo against a throwaway redis-server
+#   make demo               run examples/token_gateway against a throwaway redis-server,
+#                           stopping and restarting it mid-run (scripts/demo.sh)
 #   make install PREFIX=/usr/local DESTDIR=     make uninstall     make clean
 #   make deps               install (as root) or name the missing Debian packages
 #
@@ -98,6 +100,8 @@ else
 SELECTED_TESTS := $(ALL_TESTS)
 endif
 TEST_BINS := $(addprefix $(B)/tests/,$(SELECTED_TESTS))
+# The examples' smoke run (tests/examples.sh): with every suite, or TESTS=examples.
+EXAMPLES_SMOKE := $(if $(strip $(TESTS)),$(filter examples,$(TESTS)),examples)
 TEST_SUPPORT_OBJ := $(patsubst tests/%.c,$(B)/tests/obj/%.o,$(sort $(wildcard tests/ckt_*.c)))
 
 BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/bench/%,$(sort $(wildcard tests/bench/*.c)))
@@ -168,7 +172,7 @@ $(B)/headers/%.ok: include/%.h $(B)/.flags
 
 check-headers: $(patsubst include/%.h,$(B)/headers/%.ok,$(PUBLIC_HEADERS))
 
-check-build: all check-headers $(TEST_BINS)
+check-build: all check-headers $(TEST_BINS) $(if $(EXAMPLES_SMOKE),$(EXAMPLE_BINS))
 
 ifeq ($(SANITIZE),1)
 RUN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:$(ASAN_OPTIONS) \
@@ -182,7 +186,7 @@ endif
 # headers' doc comments; the docs' C blocks compile), then (whatever they
 # said) the suites, whose "N passed, N failed" stays the last line.
 run-tests:
-ifeq ($(strip $(SELECTED_TESTS)),)
+ifeq ($(strip $(SELECTED_TESTS) $(EXAMPLES_SMOKE)),)
 	@echo "no test to run: TESTS='$(TESTS)', tests/check_*.c: $(or $(ALL_TESTS),none)"; exit 1
 else
 	$(Q)rc=0; \
@@ -192,7 +196,8 @@ else
 	fi; \
 	echo "=== docs.py (docs/api.md, doc comments, the docs' C snippets)"; \
 	CC="$(CC)" CFLAGS_EXTRA="$(DEP_CFLAGS)" python3 tests/docs.py || rc=1; \
-	$(RUN_ENV) tests/run-with-redis.sh $(TEST_BINS) || rc=1; \
+	$(RUN_ENV) CACHEKIT_EXAMPLES_DIR=$(B)/examples \
+		tests/run-with-redis.sh $(TEST_BINS) $(if $(EXAMPLES_SMOKE),tests/examples.sh) || rc=1; \
 	exit $$rc
 endif
 
@@ -306,9 +311,8 @@ examples: $(EXAMPLE_BINS)
 
 demo:
 	$(Q)$(DEPS_SH)
-	@test -f examples/demo.c || { echo "demo: examples/demo.c does not exist yet"; exit 1; }
-	$(Q)$(MAKE) --no-print-directory $(B)/examples/demo
-	$(Q)scripts/demo.sh $(B)/examples/demo
+	$(Q)$(MAKE) --no-print-directory $(B)/examples/token_gateway
+	$(Q)scripts/demo.sh $(B)/examples/token_gateway
 
 # ---- install
 install: all

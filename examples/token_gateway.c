@@ -74,8 +74,8 @@ static const char *const routes[] = {"/v1/chat-messages", "/v1/completion-messag
                                      "/v1/datasets", "/v1/files/upload", "/v1/workflows/run"};
 
 /* Rules per token type, in the same order for every key: 0 = per second, 1 = per day. */
-static const ck_rate_rule app_rules[] = {{CK_RL_GCRA, 50, 1000, 0}, {CK_RL_CALENDAR_DAY, 1000, 0, 0}};
-static const ck_rate_rule dataset_rules[] = {{CK_RL_GCRA, 10, 1000, 0}, {CK_RL_CALENDAR_DAY, 200, 0, 0}};
+static const ck_rate_rule app_rules[] = {{CK_RL_GCRA, 50, 1000, 0}, {CK_RL_CALENDAR_DAY, 500, 0, 0}};
+static const ck_rate_rule dataset_rules[] = {{CK_RL_GCRA, 10, 1000, 0}, {CK_RL_CALENDAR_DAY, 100, 0, 0}};
 
 static uint64_t now_us(void)
 {

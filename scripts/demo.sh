@@ -1,29 +1,144 @@
-#!/bin/sh
-# make demo: run the demo program against a throwaway redis-server.
+#!/usr/bin/env bash
+# make demo: run examples/token_gateway against a throwaway redis-server, and
+# take Redis away in the middle of the run to show what fail-open means:
 #
-# tests/run-with-redis.sh starts redis-server on a free loopback port (never
-# 6379), exports CACHEKIT_TEST_REDIS_URL and CACHEKIT_TEST_REDIS_PIDFILE (the
-# demo stops the server itself through the pidfile, to show the fail-open
-# answer), and stops whatever is left of it when the demo ends.
-# Usage: scripts/demo.sh [DEMO-BINARY [ARG...]]   (default build/examples/demo)
-set -eu
+#   0 s   redis-server up; the gateway starts cold (every token from SQLite)
+#   12 s  SIGSTOP: Redis hangs. Calls wait for their deadline (100 ms) until
+#         the circuit breaker opens; then they cost nothing
+#   17 s  SIGKILL: Redis is gone (connection refused)
+#   25 s  a new, empty redis-server on the same port: the breaker's probe
+#         succeeds, the L1 tier is cleared and refilled, limits apply again
+#   38 s  the gateway prints its table and the Prometheus counters
+#
+# The server runs on a free loopback port (never 6379) with its own directory
+# under $TMPDIR; everything this script started is stopped and removed when
+# it ends, also on failure or Ctrl-C.
+# Usage: scripts/demo.sh [GATEWAY-BINARY]   (default build/examples/token_gateway)
+# Environment: REDIS_SERVER, REDIS_CLI (default redis-server, redis-cli).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-demo=${1:-build/examples/demo}
-[ $# -gt 0 ] && shift
-if [ ! -x "$demo" ]; then
-    echo "demo: $demo is not built; run 'make demo'" >&2
+gateway=${1:-build/examples/token_gateway}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+REDIS_CLI=${REDIS_CLI:-redis-cli}
+T_STOP=12 T_KILL=17 T_RESTART=25 DURATION=38
+
+say() { printf '\ndemo: %s\n\n' "$*"; }
+
+if [ ! -x "$gateway" ]; then
+    echo "demo: $gateway is not built; run 'make demo'" >&2
     exit 1
 fi
+for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
+    command -v "$prog" >/dev/null 2>&1 ||
+        { echo "demo: $prog not found (Debian: apt-get install redis-server redis-tools)" >&2; exit 1; }
+done
 
-echo "demo: starting a throwaway redis-server on a free loopback port"
-exec tests/run-with-redis.sh -- sh -c '
-    echo "demo: redis-server is at $CACHEKIT_TEST_REDIS_URL (pidfile $CACHEKIT_TEST_REDIS_PIDFILE)"
-    CACHEKIT_REDIS_URL=$CACHEKIT_TEST_REDIS_URL
-    export CACHEKIT_REDIS_URL
-    echo "demo: running $1"
-    echo
-    "$@"; rc=$?
-    echo
-    echo "demo: $1 exited with status $rc"
-    exit $rc' sh "$demo" "$@"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ckdemo.XXXXXX") || exit 1
+port=
+pid=
+gw=
+
+stop_redis() {
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -CONT "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    pid=
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$gw" ] && kill -0 "$gw" 2>/dev/null; then
+        kill -TERM "$gw" 2>/dev/null   # it stops its workers and prints its table
+        for _ in $(seq 100); do kill -0 "$gw" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$gw" 2>/dev/null
+        wait "$gw" 2>/dev/null
+    fi
+    stop_redis
+    rm -rf "$dir"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cli() { timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
+
+# start_redis [PORT]: a new server (on a random free port unless given).
+start_redis() {
+    local fixed=${1:-} attempt
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        port=${fixed:-$((20000 + (RANDOM * 32768 + RANDOM) % 40001))}
+        if [ -z "$fixed" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            continue   # taken
+        fi
+        rm -f "$dir/redis.pid"
+        "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
+            --logfile "$dir/redis.log" >/dev/null 2>&1 || continue
+        for _ in $(seq 200); do
+            if [ -s "$dir/redis.pid" ] && [ "$(cli ping)" = PONG ]; then
+                pid=$(cat "$dir/redis.pid")
+                return 0
+            fi
+            sleep 0.05
+        done
+        [ -n "$fixed" ] && break
+    done
+    echo "demo: could not start redis-server:" >&2
+    tail -n 5 "$dir/redis.log" >&2
+    return 1
+}
+
+# at SECONDS: sleep until that many seconds after the gateway started,
+# or return 1 if the gateway ended before.
+at() {
+    while [ $(($(date +%s) - t0)) -lt "$1" ]; do
+        kill -0 "$gw" 2>/dev/null || return 1
+        sleep 0.1
+    done
+}
+
+start_redis || exit 1
+url="redis://127.0.0.1:$port/0"
+say "redis-server $pid on $url; the gateway runs for ${DURATION} s, Redis goes away at ${T_STOP} s"
+
+t0=$(date +%s)
+"$gateway" --duration "$DURATION" --redis "$url" &
+gw=$!
+
+if at "$T_STOP"; then
+    kill -STOP "$pid"
+    say "SIGSTOP redis-server: Redis hangs. Calls give up at their deadline, the breaker opens," \
+        "requests keep being answered (fail-open): hot tokens from L1, unknown ones from L1's cached absences"
+fi
+if at "$T_KILL"; then
+    kill -KILL "$pid" 2>/dev/null
+    wait_dead=0
+    while kill -0 "$pid" 2>/dev/null && [ $wait_dead -lt 50 ]; do sleep 0.05; wait_dead=$((wait_dead + 1)); done
+    pid=
+    say "SIGKILL redis-server: Redis is gone (connection refused); the gateway still answers"
+fi
+if at "$T_RESTART"; then
+    if start_redis "$port"; then
+        say "a new, empty redis-server $pid on the same port: the breaker's probe succeeds," \
+            "L1 is cleared (invalidations may have been missed) and the cache refills"
+    else
+        say "redis-server did not come back on port $port (the gateway keeps failing open)"
+    fi
+fi
+
+wait "$gw"
+rc=$?
+gw=
+if [ "$rc" -eq 0 ]; then
+    say "done: the gateway answered through the outage and recovered; everything the demo started is stopped"
+else
+    say "the gateway exited with status $rc"
+fi
+exit "$rc"
