@@ -213,7 +213,8 @@ check:
 check-acl:
 	$(Q)$(DEPS_SH)
 	$(Q)$(MAKE) --no-print-directory check-build
-	$(Q)$(RUN_ENV) tests/run-acl.sh $(TEST_BINS)
+	$(Q)$(RUN_ENV) CACHEKIT_EXAMPLES_DIR=$(B)/examples \
+		tests/run-acl.sh $(TEST_BINS) $(if $(EXAMPLES_SMOKE),tests/examples.sh)
 
 # --fair-sched=yes: valgrind runs one thread at a time, and its default lock
 # lets a busy thread keep it for tens of seconds (check_faults' eight spinning
