@@ -566,7 +566,7 @@ static ck_status hold_fn(void *user, const ck_lock *l)
 START_TEST(watchdog_keeps_lock_through_3x_ttl)
 {
     const char *url = ckt_shared_url();
-    const int ttl = scaled(300);
+    const int ttl = scaled(600);
     ck_client *c = lock_client(url, "ckte", NULL);
     ck_client *other = lock_client(url, "ckte", NULL);
     wd_arg w = { url, other, "ckte:l:{wd}", 3 * ttl + ttl / 3, 0, 0, 0, 0, 0, CK_OK };
