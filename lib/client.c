@@ -477,6 +477,11 @@ static ck_status ck__lease_connect(ck_client *c, ck__lease *l)
 
 ck_status ck__lease_get(ck_client *c, const char *key, ck__lease *l)
 {
+    return ck__lease_get_for(c, key, CK__CMD_WRITE, l);
+}
+
+ck_status ck__lease_get_for(ck_client *c, const char *key, unsigned flags, ck__lease *l)
+{
     struct timespec until;
     ck__conn *orphans;
 
@@ -495,7 +500,14 @@ ck_status ck__lease_get(ck_client *c, const char *key, ck__lease *l)
             ck__conn *cn = c->idle[--c->n_idle];
 
             pthread_mutex_unlock(&c->mu);
-            if (ck__conn_reusable(cn)) {
+            /* A read on a clean connection goes without the check: if the
+             * server closed it, the read fails with no reply byte and is
+             * sent again (ck__command, ck__eval), and nothing but EOF can
+             * be waiting on it. A write must not find out that way: it may
+             * have run. */
+            if ((!(flags & CK__CMD_WRITE) && cn->clean && cn->ctx->err == 0 &&
+                 cn->ctx->reader->pos >= cn->ctx->reader->len) ||
+                ck__conn_reusable(cn)) {
                 l->cn = cn;
                 l->reused = 1;
                 break;
@@ -615,6 +627,7 @@ ck_status ck__lease_exec(ck__lease *l, int argc, const char **argv, const size_t
             return CK_E_UNAVAILABLE;
         }
     }
+    l->cn->clean = 1; /* the whole reply was read */
     if (r->type == REDIS_REPLY_ERROR) {
         ck__errclass cls = ck__classify_error(r->str, r->len, (flags & CK__CMD_WRITE) != 0);
 
@@ -640,7 +653,9 @@ ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv
 {
     for (int attempt = 0;; attempt++) {
         ck__lease l;
-        ck_status st = ck__lease_get(c, key, &l);
+        /* the second attempt checks every idle connection: the first found
+         * one closed, and the others were likely closed with it */
+        ck_status st = ck__lease_get_for(c, key, attempt == 0 ? flags : CK__CMD_WRITE, &l);
 
         if (st != CK_OK) {
             *out = NULL;
@@ -776,6 +791,7 @@ ck_status ck_client_run(ck_client *c, ck_redis_fn fn, void *user)
     }
     ctx = l.cn->ctx;
     l.cn->guard.max_bytes = c->opt.max_reply_bytes;
+    l.cn->clean = 0; /* the host's commands: it may leave a reply in flight */
 
     /* A write to a connection the server closed raises SIGPIPE. Unless the
      * process ignores it already (most servers do; then asking is one

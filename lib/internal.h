@@ -112,6 +112,9 @@ typedef struct ck__conn {
     int64_t deadline_ns;          /* armed for ck_client_run: the timer shuts it down */
     int fired;                    /* the timer shut the socket down */
     unsigned epoch;               /* the client's epoch when opened (fork) */
+    int clean;                    /* its last use was the library's own command,
+                                     answered and read in full: the server has
+                                     nothing more to send on it but EOF */
 } ck__conn;
 typedef struct ck__io {
     int sent;          /* every command byte was handed to the kernel */
@@ -161,6 +164,11 @@ typedef struct ck__lease {
     int64_t deadline_ns;
 } ck__lease;
 ck_status ck__lease_get(ck_client *c, const char *key, ck__lease *l);
+/* The same for one command of the given flags: a read (no CK__CMD_WRITE)
+ * skips the idle check (a poll() syscall) on a clean pooled connection. A
+ * connection the server closed meanwhile then fails at once with no reply
+ * byte (l->stale), and the caller sends the read once more on a fresh one. */
+ck_status ck__lease_get_for(ck_client *c, const char *key, unsigned flags, ck__lease *l);
 /* Run one command on the lease. CK_OK: *out is the reply (free it with
  * freeReplyObject), which may be an error reply of class OTHER, NOSCRIPT,
  * WRONGTYPE or AUTH. CK_E_UNAVAILABLE: I/O failure, timeout or an

@@ -85,7 +85,9 @@ ck_status ck__eval(ck_client *c, ck__script *s, int nkeys, const char **keys,
     }
 
     for (int attempt = 0;; attempt++) {
-        st = ck__lease_get(c, nkeys > 0 ? keys[0] : NULL, &l);
+        /* a second attempt checks every idle connection (see ck__command) */
+        st = ck__lease_get_for(c, nkeys > 0 ? keys[0] : NULL, attempt == 0 ? flags : CK__CMD_WRITE,
+                               &l);
         if (st != CK_OK)
             return st;
         st = ck__lease_exec(&l, argc, argv, lens, flags, out, &amb);
