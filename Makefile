@@ -11,6 +11,8 @@
 #   make valgrind           the same test binaries under valgrind
 #   make fuzz [FUZZ_SECONDS=60]  libFuzzer harnesses of tests/fuzz/ (clang), in build-fuzz/
 #   make tsan               the threaded suites under ThreadSanitizer, in build-tsan/
+#   make soak [SOAK_SECONDS=60]  16 threads against a private redis-server under
+#                           injected faults, with invariant checkers (SANITIZE=1 ok)
 #   make bench              build and run tests/bench/*.c against a private redis
 #   make examples           build examples/*.c into build/examples/
 #   make demo               run examples/token_gateway against a throwaway redis-server,
@@ -282,6 +284,24 @@ tsan: tsan-build
 	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 $(TSAN_OPTIONS)" \
 	CACHEKIT_TEST_TSAN=1 CK_TIMEOUT_MULTIPLIER=$(or $(CK_TIMEOUT_MULTIPLIER),5) \
 		tests/run-with-redis.sh $(addprefix $(TSAN_B)/tests/,$(filter $(TSAN_TESTS),$(ALL_TESTS)))
+
+# ---- soak: tests/soak/soak.c against its own redis-server (started and
+# stopped by the soak itself), with a nemesis cycling faults; prints a table
+# and exits 1 on any checker violation. SANITIZE=1 builds it with ASan+UBSan.
+SOAK_SECONDS ?= 60
+.PHONY: soak soak-build
+
+$(B)/soak/soak: tests/soak/soak.c $(B)/$(STLIBNAME) $(B)/.flags
+	@mkdir -p $(@D)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(B)/$(STLIBNAME) $(DEP_LIBS)
+
+soak-build:
+	$(Q)$(DEPS_SH)
+	$(Q)$(MAKE) --no-print-directory $(B)/soak/soak
+
+soak: soak-build
+	$(Q)$(RUN_ENV) SOAK_SANITIZE=$(if $(filter 1,$(SANITIZE)),1,0) $(B)/soak/soak $(SOAK_SECONDS)
 
 deps:
 	$(Q)$(DEPS_SH) -v
