@@ -18,7 +18,8 @@
 
 /* Under valgrind every time scales by 10 (and the slack is wide): there
  * the suite checks behaviour, natively it also checks the bounds. */
-static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ms; }
+/* valgrind ~50x slower, ThreadSanitizer ~5-15x (make tsan) */
+static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ckt_under_tsan() ? 4 * ms : ms; }
 #define CONNECT_MS scaled(200)
 #define COMMAND_MS scaled(100)
 #define POOL_WAIT_MS scaled(50)
@@ -212,7 +213,8 @@ START_TEST(deadline_debug_sleep)
     ck_assert(admin != NULL && !admin->err);
     /* send DEBUG SLEEP without waiting for its reply, then wait until the
      * server really is asleep */
-    redisAppendCommand(admin, ckt_under_valgrind() ? "DEBUG SLEEP 8" : "DEBUG SLEEP 0.8");
+    redisAppendCommand(admin, ckt_under_valgrind() ? "DEBUG SLEEP 8"
+                              : ckt_under_tsan() ? "DEBUG SLEEP 3.2" : "DEBUG SLEEP 0.8");
     while (!done)
         ck_assert(redisBufferWrite(admin, &done) == REDIS_OK);
     ck_assert(ckt_wait_until(server_busy, r, 2000));

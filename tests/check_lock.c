@@ -21,7 +21,8 @@
 
 /* Under valgrind every time scales by 10: there the suite checks
  * behaviour, natively it also checks the deadline bounds. */
-static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ms; }
+/* valgrind ~50x slower, ThreadSanitizer ~5-15x (make tsan) */
+static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ckt_under_tsan() ? 4 * ms : ms; }
 #define CONNECT_MS scaled(200)
 #define COMMAND_MS scaled(100)
 #define POOL_WAIT_MS scaled(50)

@@ -17,7 +17,8 @@
 #include "internal.h"
 
 /* Times scale under valgrind, where every call is ~50x slower. */
-static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ms; }
+/* valgrind ~50x slower, ThreadSanitizer ~5-15x (make tsan) */
+static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ckt_under_tsan() ? 4 * ms : ms; }
 
 static ck_client *slots_client(const char *url, ck_fail_mode mode, ckt_log *lg)
 {

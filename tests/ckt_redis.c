@@ -61,7 +61,7 @@ int ckt_under_tsan(void)
     return v != NULL && *v != '\0' && *v != '0';
 }
 
-int ckt_slack_ms(void) { return ckt_under_valgrind() ? 1000 : 15; }
+int ckt_slack_ms(void) { return ckt_under_valgrind() ? 1000 : ckt_under_tsan() ? 100 : 15; }
 
 /* ---- shared server ---- */
 
@@ -464,8 +464,20 @@ void ckt_options(ck_options *o, const char *url)
 {
     ck_options_init(o);
     o->url = url;
-    /* valgrind runs ~50x slower: keep functional tests about function */
-    o->connect_timeout_ms = ckt_under_valgrind() ? 3000 : 200;
-    o->command_timeout_ms = ckt_under_valgrind() ? 2000 : 100;
-    o->pool_wait_ms = ckt_under_valgrind() ? 2000 : 50;
+    /* valgrind runs ~50x slower, ThreadSanitizer ~5-15x: keep functional
+     * tests about function (CI's TSan run once failed four suites on 100 ms
+     * timeouts while the VM host stalled it) */
+    if (ckt_under_valgrind()) {
+        o->connect_timeout_ms = 3000;
+        o->command_timeout_ms = 2000;
+        o->pool_wait_ms = 2000;
+    } else if (ckt_under_tsan()) {
+        o->connect_timeout_ms = 1000;
+        o->command_timeout_ms = 500;
+        o->pool_wait_ms = 500;
+    } else {
+        o->connect_timeout_ms = 200;
+        o->command_timeout_ms = 100;
+        o->pool_wait_ms = 50;
+    }
 }
