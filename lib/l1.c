@@ -12,6 +12,9 @@
 #include "l1.h"
 
 #define CK__L1_SHARDS_MAX 64
+/* Reader slots per shard: a reader locks its thread's slot, a writer all
+ * of them. See ck__l1s. */
+#define CK__L1_SLOTS 8
 
 /* The coarse clock (the last tick, 1-4 ms old) costs a few ns instead of
  * ~20; freshness is in milliseconds, so an entry lives at most one tick
@@ -33,22 +36,59 @@ typedef struct ck__l1e {
     uint64_t h, kh64;
     int64_t fresh_ns, keep_ns;
     json_t *value;               /* NULL: a cached absence */
-    int used;                    /* read since it was inserted or passed over */
+    _Atomic int used;            /* read since it was inserted or passed over
+                                    (set by readers under their slot lock
+                                    only: hence atomic, relaxed) */
     char kh[64];
     size_t klen;                 /* bytes of k: scope, '\0', key */
     char k[];
 } ck__l1e;
 
+/* A shard is locked like a big-reader lock: a hit locks one of the shard's
+ * CK__L1_SLOTS mutexes, the one of its thread's slot, and changes nothing
+ * but that slot's counters (and an entry's `used` mark, once); anything that
+ * changes the table or the list (put, drop, clear, eviction) locks every
+ * slot, in order. With one mutex per shard every hit wrote the shard's lock
+ * line, and two cores reading at random pulled each shard's line back and
+ * forth; a slot's line stays with the core whose threads use it. */
+typedef struct ck__l1slot {
+    alignas(64) pthread_mutex_t mu; /* a cache line of its own */
+    uint64_t hits, null_hits;       /* fresh answers of this slot's readers:
+                                       not the client's shared atomics */
+} ck__l1slot;
+
 typedef struct ck__l1s {
-    alignas(64) pthread_mutex_t mu; /* one cache line per shard: no false sharing */
-    ck__l1e **tab, **ktab;
+    ck__l1slot slot[CK__L1_SLOTS];
+    alignas(64) ck__l1e **tab, **ktab; /* written under every slot lock */
     size_t mask;
     ck__l1e *head, *tail;
     size_t n, cap;
-    uint64_t hits, null_hits; /* fresh answers: counted here, under the
-                                 shard lock, not in the client's shared
-                                 atomics that every core would fight over */
 } ck__l1s;
+
+/* This thread's reader slot (+1; 0 = not chosen yet): threads take slots
+ * in turn, so up to CK__L1_SLOTS reading threads share no lock. */
+static _Atomic unsigned ck__l1_next_slot;
+static _Thread_local unsigned ck__l1_my_slot;
+
+static unsigned ck__l1_slot(void)
+{
+    if (ck__l1_my_slot == 0)
+        ck__l1_my_slot = atomic_fetch_add_explicit(&ck__l1_next_slot, 1, memory_order_relaxed) %
+                             CK__L1_SLOTS + 1;
+    return ck__l1_my_slot - 1;
+}
+
+static void ck__l1s_lock_all(ck__l1s *s)
+{
+    for (int i = 0; i < CK__L1_SLOTS; i++)
+        pthread_mutex_lock(&s->slot[i].mu);
+}
+
+static void ck__l1s_unlock_all(ck__l1s *s)
+{
+    for (int i = CK__L1_SLOTS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&s->slot[i].mu);
+}
 
 struct ck__l1 {
     _Atomic uint64_t gen;
@@ -116,7 +156,8 @@ ck__l1 *ck__l1_new(size_t max_entries)
         tabsz *= 2;
     for (size_t i = 0; i < ns; i++) {
         ck__l1s *s = &l->shards[i];
-        pthread_mutex_init(&s->mu, NULL);
+        for (int j = 0; j < CK__L1_SLOTS; j++)
+            pthread_mutex_init(&s->slot[j].mu, NULL);
         s->cap = max_entries / ns; /* the total never exceeds max_entries */
         s->mask = tabsz - 1;
         s->tab = calloc(tabsz, sizeof *s->tab);
@@ -172,7 +213,8 @@ void ck__l1_free(ck__l1 *l)
             ck__l1s_empty(s);
         free(s->tab);
         free(s->ktab);
-        pthread_mutex_destroy(&s->mu);
+        for (int j = 0; j < CK__L1_SLOTS; j++)
+            pthread_mutex_destroy(&s->slot[j].mu);
     }
     free(l->shards);
     free(l);
@@ -238,38 +280,38 @@ int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64
     size_t sl = strlen(sc);
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
+    ck__l1slot *me = &s->slot[ck__l1_slot()];
     ck__l1e *e;
     int found = 0;
 
-    pthread_mutex_lock(&s->mu);
+    /* a reader: this slot's lock; the table and the list do not change
+     * under it. An expired entry stays until a writer evicts or replaces
+     * it (the shard's cap still bounds them). */
+    pthread_mutex_lock(&me->mu);
     e = ck__l1s_find(s, h, sc, sl, key, klen);
     if (e != NULL) {
         if (now_ns < e->fresh_ns) {
             /* second chance, not move-to-front: a hit on a marked entry
              * writes nothing to it or its neighbours, so two cores reading
-             * the same entries do not pull their cache lines back and forth
-             * (moving to the front on every hit doubled the CPU time per
-             * hit from one thread to two) */
-            if (!e->used)
-                e->used = 1;
+             * the same entries do not pull their cache lines back and forth */
+            if (!atomic_load_explicit(&e->used, memory_order_relaxed))
+                atomic_store_explicit(&e->used, 1, memory_order_relaxed);
             *stale = 0;
             found = 1;
             if (!allow_stale) {
                 if (e->value != NULL)
-                    s->hits++;
+                    me->hits++;
                 else
-                    s->null_hits++;
+                    me->null_hits++;
             }
         } else if (allow_stale && now_ns < e->keep_ns) {
             *stale = 1;
             found = 1;
-        } else if (now_ns >= e->keep_ns) {
-            ck__l1s_remove(s, e); /* of no use any more */
         }
         if (found)
             *value = json_incref(e->value);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&me->mu);
     return found;
 }
 
@@ -301,26 +343,26 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, siz
     memcpy(e->k, sc, sl + 1);
     memcpy(e->k + sl + 1, key, klen);
 
-    pthread_mutex_lock(&s->mu);
-    /* checked under the shard lock: an invalidation bumps gen before it
-     * takes this lock to remove entries, so it either sees e or e is
-     * refused here */
+    ck__l1s_lock_all(s);
+    /* checked under the shard's locks: an invalidation bumps gen before it
+     * takes them to remove entries, so it either sees e or e is refused
+     * here */
     if (atomic_load_explicit(&l->gen, memory_order_acquire) != gen) {
-        pthread_mutex_unlock(&s->mu);
+        ck__l1s_unlock_all(s);
         ck__l1e_free(e);
         return;
     }
     old = ck__l1s_find(s, h, sc, sl, key, klen);
-    e->used = 0;
+    atomic_init(&e->used, 0);
     if (old != NULL) {
         ck__l1s_remove(s, old);
     } else if (s->n >= s->cap) {
         /* evict the oldest entry not read since it was inserted or last
          * passed over; a read one moves to the front, unmarked. Ends: each
          * pass-over clears a mark */
-        while (s->tail->used) {
+        while (atomic_load_explicit(&s->tail->used, memory_order_relaxed)) {
             ck__l1e *t = s->tail;
-            t->used = 0;
+            atomic_store_explicit(&t->used, 0, memory_order_relaxed);
             ck__lru_unlink(s, t);
             ck__lru_push(s, t);
         }
@@ -332,7 +374,7 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, siz
     s->ktab[e->kh64 & s->mask] = e;
     ck__lru_push(s, e);
     s->n++;
-    pthread_mutex_unlock(&s->mu);
+    ck__l1s_unlock_all(s);
 }
 
 void ck__l1_drop_kh(ck__l1 *l, const char *kh)
@@ -343,7 +385,7 @@ void ck__l1_drop_kh(ck__l1 *l, const char *kh)
     /* the shard follows the (scope, key) hash, so any shard may hold it */
     for (size_t i = 0; i < l->nshards; i++) {
         ck__l1s *s = &l->shards[i];
-        pthread_mutex_lock(&s->mu);
+        ck__l1s_lock_all(s);
         ck__l1e *e = s->ktab[k64 & s->mask];
         while (e != NULL) {
             ck__l1e *next = e->knext;
@@ -351,7 +393,7 @@ void ck__l1_drop_kh(ck__l1 *l, const char *kh)
                 ck__l1s_remove(s, e);
             e = next;
         }
-        pthread_mutex_unlock(&s->mu);
+        ck__l1s_unlock_all(s);
     }
 }
 
@@ -360,29 +402,32 @@ void ck__l1_clear(ck__l1 *l)
     atomic_fetch_add_explicit(&l->gen, 1, memory_order_acq_rel);
     for (size_t i = 0; i < l->nshards; i++) {
         ck__l1s *s = &l->shards[i];
-        pthread_mutex_lock(&s->mu);
+        ck__l1s_lock_all(s);
         ck__l1s_empty(s);
-        pthread_mutex_unlock(&s->mu);
+        ck__l1s_unlock_all(s);
     }
 }
 
 void ck__l1_hits(ck__l1 *l, uint64_t *hits, uint64_t *null_hits)
 {
-    for (size_t i = 0; i < l->nshards; i++) {
-        pthread_mutex_lock(&l->shards[i].mu);
-        *hits += l->shards[i].hits;
-        *null_hits += l->shards[i].null_hits;
-        pthread_mutex_unlock(&l->shards[i].mu);
-    }
+    for (size_t i = 0; i < l->nshards; i++)
+        for (int j = 0; j < CK__L1_SLOTS; j++) {
+            ck__l1slot *sl = &l->shards[i].slot[j];
+            pthread_mutex_lock(&sl->mu);
+            *hits += sl->hits;
+            *null_hits += sl->null_hits;
+            pthread_mutex_unlock(&sl->mu);
+        }
 }
 
 size_t ck__l1_count(ck__l1 *l)
 {
     size_t n = 0;
     for (size_t i = 0; i < l->nshards; i++) {
-        pthread_mutex_lock(&l->shards[i].mu);
+        /* n changes under every slot lock: one is enough to read it */
+        pthread_mutex_lock(&l->shards[i].slot[0].mu);
         n += l->shards[i].n;
-        pthread_mutex_unlock(&l->shards[i].mu);
+        pthread_mutex_unlock(&l->shards[i].slot[0].mu);
     }
     return n;
 }
