@@ -291,10 +291,11 @@ tsan: tsan-build
 SOAK_SECONDS ?= 60
 .PHONY: soak soak-build
 
-$(B)/soak/soak: tests/soak/soak.c $(B)/$(STLIBNAME) $(B)/.flags
+# tests/ckt_spawn.c: the check suites' way to start redis-server, without check
+$(B)/soak/soak: tests/soak/soak.c tests/ckt_spawn.c tests/ckt_spawn.h $(B)/$(STLIBNAME) $(B)/.flags
 	@mkdir -p $(@D)
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(B)/$(STLIBNAME) $(DEP_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/ckt_spawn.c $(B)/$(STLIBNAME) $(DEP_LIBS)
 
 soak-build:
 	$(Q)$(DEPS_SH)

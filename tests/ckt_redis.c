@@ -2,17 +2,16 @@
  * See ckt.h. Linux-specific where it helps (PR_SET_PDEATHSIG, /proc). */
 #define _GNU_SOURCE
 #include "ckt.h"
+#include "ckt_spawn.h"
 
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,41 +122,14 @@ struct ckt_redis {
 
 static int free_port(void)
 {
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ck_assert_msg(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "bind: %s", strerror(errno));
-    ck_assert(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = ckt_free_port();
+    ck_assert_msg(port > 0, "no free loopback port: %s", strerror(errno));
+    return port;
 }
 
 int ckt_closed_port(void)
 {
-    int p;
-    do
-        p = free_port();
-    while (p == 6379);
-    return p;
-}
-
-static redisContext *connect_port(int port, int timeout_ms)
-{
-    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (ctx == NULL)
-        return NULL;
-    if (ctx->err) {
-        redisFree(ctx);
-        return NULL;
-    }
-    redisSetTimeout(ctx, tv);
-    return ctx;
+    return free_port(); /* never 6379 */
 }
 
 static int spawn(ckt_redis *r)
@@ -165,7 +137,6 @@ static int spawn(ckt_redis *r)
     char portbuf[16];
     const char *argv[64];
     int n = 0;
-    pid_t parent = getpid();
     pid_t pid;
 
     snprintf(portbuf, sizeof portbuf, "%d", r->port);
@@ -184,48 +155,15 @@ static int spawn(ckt_redis *r)
         argv[n++] = *e;
     argv[n] = NULL;
 
-    pid = fork();
+    pid = ckt_spawn_redis(argv);
     ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* The server dies with the test process, whatever kills it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
     r->pid = pid;
-
-    /* Ready when it answers PING; gone (port taken) when it exited. */
-    for (int i = 0; i < 500; i++) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            r->pid = 0;
-            return -1;
-        }
-        redisContext *ctx = connect_port(r->port, 200);
-        if (ctx != NULL) {
-            redisReply *rep = redisCommand(ctx, "PING");
-            /* any answer will do: with requirepass it is NOAUTH */
-            int ok = rep != NULL;
-            if (rep != NULL)
-                freeReplyObject(rep);
-            redisFree(ctx);
-            if (ok)
-                return 0;
-        }
-        ckt_sleep_ms(10);
+    /* ready when it answers PING; gone (port taken) when it exited */
+    if (ckt_await_redis(pid, r->port) != 0) {
+        r->pid = 0;
+        return -1;
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    r->pid = 0;
-    return -1;
+    return 0;
 }
 
 ckt_redis *ckt_redis_start(const char *const *extra)
@@ -245,9 +183,7 @@ ckt_redis *ckt_redis_start(const char *const *extra)
     for (size_t i = 0; i < n; i++)
         r->extra[i] = strdup(extra[i]);
     for (int attempt = 0; attempt < 5; attempt++) {
-        do
-            r->port = free_port();
-        while (r->port == 6379);
+        r->port = free_port();
         if (spawn(r) == 0) {
             snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
             return r;
@@ -313,7 +249,7 @@ redisReply *ckt_cmd_at(const char *url, const char *const *argv)
 {
     int argc = 0;
     redisReply *rep;
-    redisContext *ctx = connect_port(url_port(url), 2000);
+    redisContext *ctx = ckt_connect_port(url_port(url), 2000);
     if (ctx == NULL)
         return NULL;
     while (argv[argc] != NULL)

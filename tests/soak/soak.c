@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,6 +56,7 @@
 #include <jansson.h>
 
 #include "cachekit.h"
+#include "../ckt_spawn.h"
 
 /* ---------------------------------------------------------------- time */
 
@@ -349,16 +349,7 @@ static struct {
 
 static redisContext *admin_connect(int timeout_ms)
 {
-    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", g_srv.port, tv);
-    if (ctx == NULL)
-        return NULL;
-    if (ctx->err) {
-        redisFree(ctx);
-        return NULL;
-    }
-    redisSetTimeout(ctx, tv);
-    return ctx;
+    return ckt_connect_port(g_srv.port, timeout_ms);
 }
 
 /* One admin command on a fresh connection (2 s); the reply or NULL. */
@@ -388,24 +379,6 @@ static int admin_ok(const char *const *argv)
     return ok;
 }
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    int port = 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 0;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* Start redis-server on g_srv.port; 0 when it answers PING. Called from the
  * main thread only: PR_SET_PDEATHSIG follows the thread that forked, and the
  * main thread lives as long as the process. */
@@ -417,48 +390,13 @@ static int srv_spawn(void)
         "--appendonly", "no", "--dir", g_srv.dir, "--logfile", "redis.log",
         "--daemonize", "no", "--enable-debug-command", "yes", "--maxclients", "1000", NULL
     };
-    pid_t parent = getpid();
-    pid_t pid;
     snprintf(portbuf, sizeof portbuf, "%d", g_srv.port);
-    pid = fork();
-    if (pid < 0)
+    g_srv.pid = ckt_spawn_redis(argv);
+    if (g_srv.pid < 0 || ckt_await_redis(g_srv.pid, g_srv.port) != 0) {
+        g_srv.pid = 0;
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
     }
-    g_srv.pid = pid;
-    for (int i = 0; i < 500; i++) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            g_srv.pid = 0;
-            return -1;
-        }
-        redisContext *ctx = admin_connect(200);
-        if (ctx != NULL) {
-            redisReply *rep = redisCommand(ctx, "PING");
-            int ok = rep != NULL;
-            if (rep != NULL)
-                freeReplyObject(rep);
-            redisFree(ctx);
-            if (ok)
-                return 0;
-        }
-        sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    g_srv.pid = 0;
-    return -1;
+    return 0;
 }
 
 static void srv_kill(void)
@@ -508,7 +446,7 @@ static int srv_start(void)
     signal(SIGTERM, on_signal);
     for (int attempt = 0; attempt < 5; attempt++) {
         do
-            g_srv.port = free_port();
+            g_srv.port = ckt_free_port();
         while (g_srv.port == 6379 || g_srv.port == 0);
         if (srv_spawn() == 0) {
             snprintf(g_srv.url, sizeof g_srv.url, "redis://127.0.0.1:%d", g_srv.port);
@@ -877,6 +815,22 @@ static void lock_op(unsigned *seed)
 /* ---------------------------------------------------------------- the rate workload */
 
 typedef struct adm { int64_t sent, recv; } adm;
+
+/* Append to a growing array of (sent, recv); out of memory ends the soak. */
+static void adm_push(adm **v, size_t *n, size_t *cap, int64_t sent, int64_t recv)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 1024;
+        adm *grown = realloc(*v, c * sizeof *grown);
+        if (grown == NULL)
+            abort();
+        *v = grown;
+        *cap = c;
+    }
+    (*v)[*n].sent = sent;
+    (*v)[*n].recv = recv;
+    (*n)++;
+}
 typedef struct rate_key {
     const char *key;
     ck_client **client;
@@ -931,34 +885,10 @@ static void rate_op(unsigned *seed)
     else
         rk->denied++;
     if (counted) {
-        if (rk->n == rk->cap) {
-            size_t cap = rk->cap ? rk->cap * 2 : 1024;
-            adm *a = realloc(rk->a, cap * sizeof *a);
-            if (a == NULL) {
-                pthread_mutex_unlock(&rk->mu);
-                abort();
-            }
-            rk->a = a;
-            rk->cap = cap;
-        }
-        rk->a[rk->n].sent = sent;
-        rk->a[rk->n].recv = recv;
-        rk->n++;
+        adm_push(&rk->a, &rk->n, &rk->cap, sent, recv);
     }
     if (st == CK_OK && !res.allowed && !res.degraded && rk->rule.algo == CK_RL_GCRA) {
-        if (rk->nd == rk->capd) {
-            size_t cap = rk->capd ? rk->capd * 2 : 1024;
-            adm *d = realloc(rk->d, cap * sizeof *d);
-            if (d == NULL) {
-                pthread_mutex_unlock(&rk->mu);
-                abort();
-            }
-            rk->d = d;
-            rk->capd = cap;
-        }
-        rk->d[rk->nd].sent = sent;
-        rk->d[rk->nd].recv = recv;
-        rk->nd++;
+        adm_push(&rk->d, &rk->nd, &rk->capd, sent, recv);
     }
     pthread_mutex_unlock(&rk->mu);
 }
