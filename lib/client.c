@@ -505,9 +505,7 @@ ck_status ck__lease_get_for(ck_client *c, const char *key, unsigned flags, ck__l
              * sent again (ck__command, ck__eval), and nothing but EOF can
              * be waiting on it. A write must not find out that way: it may
              * have run. */
-            if ((!(flags & CK__CMD_WRITE) && cn->clean && cn->ctx->err == 0 &&
-                 cn->ctx->reader->pos >= cn->ctx->reader->len) ||
-                ck__conn_reusable(cn)) {
+            if (ck__conn_reusable(cn, (flags & CK__CMD_WRITE) || !cn->clean)) {
                 l->cn = cn;
                 l->reused = 1;
                 break;

@@ -375,19 +375,21 @@ send:
     return CK__FAIL_NONE;
 }
 
-int ck__conn_reusable(ck__conn *cn)
+int ck__conn_reusable(ck__conn *cn, int ask_socket)
 {
     struct pollfd p;
 
+    if (cn->ctx->err != 0 || cn->ctx->reader->pos < cn->ctx->reader->len)
+        return 0;
+    if (!ask_socket)
+        return 1;
     /* A healthy idle connection has nothing to read: readable means EOF (the
      * server closed it, e.g. CLIENT KILL or timeout) or stray bytes (a late
      * reply) — both make it unusable. */
     p.fd = cn->ctx->fd;
     p.events = POLLIN;
     p.revents = 0;
-    if (poll(&p, 1, 0) != 0)
-        return 0;
-    return cn->ctx->err == 0 && cn->ctx->reader->pos >= cn->ctx->reader->len;
+    return poll(&p, 1, 0) == 0;
 }
 
 void ck__conn_free(ck__conn *cn)

@@ -129,8 +129,9 @@ ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger 
                         int *want_info, int *evicting, ck__conn **out, ck__fail *why,
                         int *sys_err);
 void ck__conn_free(ck__conn *cn);
-/* 1 when the pooled connection may be reused: no hang-up, no stray bytes. */
-int ck__conn_reusable(ck__conn *cn);
+/* 1 when the pooled connection may be reused: no error, nothing buffered,
+ * and, when ask_socket, no hang-up or stray bytes on the socket (a poll()). */
+int ck__conn_reusable(ck__conn *cn, int ask_socket);
 /* Send `n` commands in one write, then read `n` replies; replies[i] are
  * owned by the caller on CK__FAIL_NONE. On failure all are freed and NULL. */
 ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *const *const *argv,
