@@ -452,10 +452,11 @@ static void *hostile_main(void *arg)
         have += (size_t)n;
         while (next_request(&p, buf + have, &info, &hostile)) {
             const char *out = hostile ? "*999999999\r\n" : info ? "$0\r\n\r\n" : "+OK\r\n";
-            if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0)
-                break;
+            /* before the send: the client may assert as soon as it reads */
             if (hostile)
                 atomic_store(&h->announced, 1);
+            if (send(fd, out, strlen(out), MSG_NOSIGNAL) < 0)
+                break;
             info = hostile = 0;
         }
         have -= (size_t)(p - buf);
