@@ -646,14 +646,14 @@ ck_status ck__lease_exec(ck__lease *l, int argc, const char **argv, const size_t
     return CK_OK;
 }
 
-ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv,
-                      const size_t *argvlen, unsigned flags, redisReply **out, int *ambiguous)
+ck_status ck__lease_run(ck_client *c, const char *key, int argc, const char **argv,
+                        const size_t *argvlen, unsigned flags, ck__lease *l, redisReply **out,
+                        int *ambiguous)
 {
     for (int attempt = 0;; attempt++) {
-        ck__lease l;
         /* the second attempt checks every idle connection: the first found
          * one closed, and the others were likely closed with it */
-        ck_status st = ck__lease_get_for(c, key, attempt == 0 ? flags : CK__CMD_WRITE, &l);
+        ck_status st = ck__lease_get_for(c, key, attempt == 0 ? flags : CK__CMD_WRITE, l);
 
         if (st != CK_OK) {
             *out = NULL;
@@ -661,18 +661,30 @@ ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv
                 *ambiguous = 0;
             return st;
         }
-        st = ck__lease_exec(&l, argc, argv, argvlen, flags, out, ambiguous);
-        ck__lease_put(&l);
+        st = ck__lease_exec(l, argc, argv, argvlen, flags, out, ambiguous);
         /* A pooled connection that died while idle (its FIN not yet seen at
          * checkout) fails at once with no reply byte: an idempotent command
-         * is safe to send once more on a fresh connection. */
-        if (st == CK_E_UNAVAILABLE && l.stale) {
-            if (attempt == 0 && !(flags & CK__CMD_WRITE))
+         * is safe to send once more on a fresh connection; a write may have
+         * run, so it is reported. */
+        if (st == CK_E_UNAVAILABLE && l->stale) {
+            if (attempt == 0 && !(flags & CK__CMD_WRITE)) {
+                ck__lease_put(l);
                 continue;
+            }
             ck__count(c, CK__ST_REDIS_ERRORS, 1);
         }
         return st;
     }
+}
+
+ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv,
+                      const size_t *argvlen, unsigned flags, redisReply **out, int *ambiguous)
+{
+    ck__lease l;
+    ck_status st = ck__lease_run(c, key, argc, argv, argvlen, flags, &l, out, ambiguous);
+
+    ck__lease_put(&l);
+    return st;
 }
 
 /* ---- the deadline timer for ck_client_run ----

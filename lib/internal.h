@@ -180,10 +180,16 @@ ck_status ck__lease_exec(ck__lease *l, int argc, const char **argv, const size_t
                          unsigned flags, redisReply **out, int *ambiguous);
 void ck__lease_put(ck__lease *l);
 
-/* One command on its own lease (get, exec, put). Idempotent commands
- * (flags without CK__CMD_WRITE) are retried once on a fresh connection when a
- * pooled connection turns out to be dead before any reply byte arrived
- * (lease.stale); ck__eval does the same for scripts without CK__CMD_WRITE. */
+/* Get a lease and run one command on it. Idempotent commands (flags without
+ * CK__CMD_WRITE) are retried once on a fresh connection when a pooled
+ * connection turns out to be dead before any reply byte arrived
+ * (lease.stale). The lease is held on return, whatever the status (a
+ * failed checkout leaves it empty): the caller may send more on it (ck__eval
+ * loads a script on NOSCRIPT) and puts it. */
+ck_status ck__lease_run(ck_client *c, const char *key, int argc, const char **argv,
+                        const size_t *argvlen, unsigned flags, ck__lease *l, redisReply **out,
+                        int *ambiguous);
+/* ck__lease_run, then put: one command on its own lease. */
 ck_status ck__command(ck_client *c, const char *key, int argc, const char **argv,
                       const size_t *argvlen, unsigned flags, redisReply **out,
                       int *ambiguous);

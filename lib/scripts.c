@@ -84,25 +84,7 @@ ck_status ck__eval(ck_client *c, ck__script *s, int nkeys, const char **keys,
         lens[argc++] = arglens[i];
     }
 
-    for (int attempt = 0;; attempt++) {
-        /* a second attempt checks every idle connection (see ck__command) */
-        st = ck__lease_get_for(c, nkeys > 0 ? keys[0] : NULL, attempt == 0 ? flags : CK__CMD_WRITE,
-                               &l);
-        if (st != CK_OK)
-            return st;
-        st = ck__lease_exec(&l, argc, argv, lens, flags, out, &amb);
-        if (st != CK_E_UNAVAILABLE || !l.stale)
-            break;
-        ck__lease_put(&l);
-        /* A pooled connection found closed: a read-only script is safe to
-         * send once more; a writing one may have run, so it is reported. */
-        if (attempt > 0 || (flags & CK__CMD_WRITE)) {
-            ck__count(c, CK__ST_REDIS_ERRORS, 1);
-            if (ambiguous != NULL)
-                *ambiguous = amb;
-            return st;
-        }
-    }
+    st = ck__lease_run(c, nkeys > 0 ? keys[0] : NULL, argc, argv, lens, flags, &l, out, &amb);
     if (st == CK_OK && ck__is_noscript(*out)) {
         /* The script did not run: loading it and sending it again is safe. */
         const char *load[3] = {"SCRIPT", "LOAD", s->src};
