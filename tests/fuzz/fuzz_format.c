@@ -10,10 +10,12 @@
  * sees the exact buffer) nor anything at all when len is 0; the output is
  * NUL-terminated when len > 0 and is a prefix of the full text; buf NULL
  * with len > 0 is -1. The text says what the fields say (every counter; the
- * header lines and their rounding). The sanitizer writes only printable
+ * header lines, parsed back, and their rounding up to seconds). The sanitizer writes only printable
  * ASCII, within dstlen, one byte per input byte up to the bound, and marks
  * a truncation with "...". */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 
 #include "fuzz.h"
 #include "internal.h"
@@ -57,31 +59,64 @@ static int ckt_fz_format_headers(const void *r, char *buf, size_t len)
     return ck_rate_format_headers(r, buf, len);
 }
 
-/* ceil(ms / 1000) for ms >= 0, without overflow */
-static int64_t ckt_fz_format_secs(int64_t ms)
+/* "s seconds" is ms rounded up to whole seconds (ms >= 0), checked by its
+ * definition, not by computing it: s * 1000 >= ms > (s - 1) * 1000. In
+ * uint64_t nothing overflows (s <= 2^63 / 1000 + 1). `floor1`: at least 1. */
+static int ckt_fz_format_is_secs(int64_t s, int64_t ms, int floor1)
 {
-    return ms / 1000 + (ms % 1000 != 0);
+    uint64_t us = (uint64_t)s, ums = (uint64_t)ms;
+
+    if (s < 0 || s > INT64_MAX / 1000 + 1 || us * 1000 < ums)
+        return 0;
+    if (floor1 && s <= 1)
+        return s == 1; /* then ms <= 1000, checked above */
+    return s == 0 ? ms == 0 : (us - 1) * 1000 < ums;
 }
 
+/* One "Name: <integer>\r\n" line at *p: the integer, or 0 (and no
+ * advance) when the next line is not `name`. Anything else fails. */
+static int ckt_fz_format_line(const char **p, const char *name, int64_t *v)
+{
+    size_t nl = strlen(name);
+    const char *q = *p;
+    char *end;
+
+    if (strncmp(q, name, nl) != 0 || strncmp(q + nl, ": ", 2) != 0)
+        return 0;
+    q += nl + 2;
+    CKT_FUZZ_CHECK(*q == '-' || (*q >= '0' && *q <= '9'));
+    errno = 0;
+    *v = strtoll(q, &end, 10);
+    CKT_FUZZ_CHECK(errno == 0 && end != q && strncmp(end, "\r\n", 2) == 0);
+    *p = end + 2;
+    return 1;
+}
+
+/* The header text parsed back: the lines in their order, each present
+ * exactly when the result says so, each value what the field says. */
 static void ckt_fz_format_headers_text(const ck_rate_result *r)
 {
-    char want[512], got[512];
-    int n = 0;
+    char got[512];
+    const char *p = got;
+    int64_t v;
+    int n = ck_rate_format_headers(r, got, sizeof got);
 
-    n += snprintf(want + n, sizeof want - (size_t)n, "RateLimit-Limit: %" PRId64 "\r\n", r->limit);
-    if (r->remaining >= 0)
-        n += snprintf(want + n, sizeof want - (size_t)n, "RateLimit-Remaining: %" PRId64 "\r\n",
-                      r->remaining);
-    if (r->reset_after_ms >= 0)
-        n += snprintf(want + n, sizeof want - (size_t)n, "RateLimit-Reset: %" PRId64 "\r\n",
-                      ckt_fz_format_secs(r->reset_after_ms));
-    if (!r->allowed && r->retry_after_ms >= 0) {
-        int64_t s = ckt_fz_format_secs(r->retry_after_ms);
-        n += snprintf(want + n, sizeof want - (size_t)n, "Retry-After: %" PRId64 "\r\n",
-                      s < 1 ? 1 : s);
-    }
-    CKT_FUZZ_CHECK(ck_rate_format_headers(r, got, sizeof got) == n);
-    CKT_FUZZ_CHECK(strcmp(got, want) == 0);
+    CKT_FUZZ_CHECK(n >= 0 && (size_t)n < sizeof got && strlen(got) == (size_t)n);
+    CKT_FUZZ_CHECK(ckt_fz_format_line(&p, "RateLimit-Limit", &v) && v == r->limit);
+    if (ckt_fz_format_line(&p, "RateLimit-Remaining", &v))
+        CKT_FUZZ_CHECK(r->remaining >= 0 && v == r->remaining);
+    else
+        CKT_FUZZ_CHECK(r->remaining < 0);
+    if (ckt_fz_format_line(&p, "RateLimit-Reset", &v))
+        CKT_FUZZ_CHECK(r->reset_after_ms >= 0 && ckt_fz_format_is_secs(v, r->reset_after_ms, 0));
+    else
+        CKT_FUZZ_CHECK(r->reset_after_ms < 0);
+    if (ckt_fz_format_line(&p, "Retry-After", &v))
+        CKT_FUZZ_CHECK(!r->allowed && r->retry_after_ms >= 0 &&
+                       ckt_fz_format_is_secs(v, r->retry_after_ms, 1));
+    else
+        CKT_FUZZ_CHECK(r->allowed || r->retry_after_ms < 0);
+    CKT_FUZZ_CHECK(*p == '\0'); /* nothing else */
 }
 
 static void ckt_fz_format_stats_text(const ck_stats *s)
