@@ -34,21 +34,10 @@ for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
         { echo "demo: $prog not found (Debian: apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/ckdemo.XXXXXX") || exit 1
-port=
-pid=
+redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckdemo.XXXXXX") || exit 1
 gw=
-
-stop_redis() {
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -CONT "$pid" 2>/dev/null
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    pid=
-}
+# start_redis [PORT], stop_redis; port, pid
+. "$(dirname "$0")/private-redis.sh"
 
 cleanup() {
     local rc=$?
@@ -60,40 +49,12 @@ cleanup() {
         wait "$gw" 2>/dev/null
     fi
     stop_redis
-    rm -rf "$dir"
+    rm -rf "$redis_dir"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-cli() { timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
-
-# start_redis [PORT]: a new server (on a random free port unless given).
-start_redis() {
-    local fixed=${1:-} attempt
-    for attempt in 1 2 3 4 5 6 7 8 9 10; do
-        port=${fixed:-$((20000 + (RANDOM * 32768 + RANDOM) % 40001))}
-        if [ -z "$fixed" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            continue   # taken
-        fi
-        rm -f "$dir/redis.pid"
-        "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
-            --logfile "$dir/redis.log" >/dev/null 2>&1 || continue
-        for _ in $(seq 200); do
-            if [ -s "$dir/redis.pid" ] && [ "$(cli ping)" = PONG ]; then
-                pid=$(cat "$dir/redis.pid")
-                return 0
-            fi
-            sleep 0.05
-        done
-        [ -n "$fixed" ] && break
-    done
-    echo "demo: could not start redis-server:" >&2
-    tail -n 5 "$dir/redis.log" >&2
-    return 1
-}
 
 # at SECONDS: sleep until that many seconds after the gateway started,
 # or return 1 if the gateway ended before.
@@ -136,6 +97,7 @@ fi
 wait "$gw"
 rc=$?
 gw=
+stop_redis
 if [ "$rc" -eq 0 ]; then
     say "done: the gateway answered through the outage and recovered; everything the demo started is stopped"
 else

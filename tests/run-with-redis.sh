@@ -53,62 +53,10 @@ for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
     fi
 done
 
-tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/ckredis.XXXXXX") || exit 2
-pidfile=$tmpdir/redis.pid
-sock=$tmpdir/redis.sock
-logfile=$tmpdir/redis.log
-port=
-pid=
+redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckredis.XXXXXX") || exit 2
 child=
-
-# Redis 7 refuses DEBUG (DEBUG SLEEP is a fault test) unless enabled; older
-# servers do not know the option and allow DEBUG anyway.
-extra_args=()
-redis_major=$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')
-if [ "${redis_major:-0}" -ge 7 ]; then
-    extra_args+=(--enable-debug-command yes)
-fi
-
-# Bounded: a server a test left SIGSTOPped still accepts connections.
-if command -v timeout >/dev/null 2>&1; then
-    cli() { timeout 5 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
-else
-    cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@" 2>/dev/null; }
-fi
-
-port_busy() { # something accepts connections on 127.0.0.1:$1
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-is_our_redis() { # $pid is alive and (where /proc tells) still a redis-server
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    if [ -r "/proc/$pid/comm" ]; then
-        case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
-        redis-server*|redis-check*) return 0 ;;
-        *) return 1 ;;
-        esac
-    fi
-    return 0
-}
-
-stop_redis() {
-    if is_our_redis; then
-        kill -CONT "$pid" 2>/dev/null   # a test may have left it SIGSTOPped
-        kill -TERM "$pid" 2>/dev/null
-        local i
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "redis-server $pid ignored SIGTERM for 5 s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null
-        fi
-        say "stopped redis-server $pid"
-    fi
-    pid=
-    rm -f "$pidfile" "$sock"
-}
+# start_redis, stop_redis, is_our_redis, cli; port, pid, pidfile, sock
+. "$(dirname "$0")/../scripts/private-redis.sh"
 
 # (Re)create the least-privilege user: exactly tests/acl-commands, keys and
 # channels of any name (the tests use several prefixes).
@@ -120,49 +68,20 @@ acl_setup() {
     fi
 }
 
-start_redis() {
-    local attempt i
-    for ((attempt = 1; attempt <= 10; attempt++)); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
-        port_busy "$port" && continue
-        rm -f "$pidfile" "$sock"
-        : >"$logfile"
-        "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --daemonize yes --pidfile "$pidfile" --dir "$tmpdir" --logfile "$logfile" \
-            --unixsocket "$sock" --unixsocketperm 700 "${extra_args[@]}" >/dev/null 2>&1 ||
-            { say "redis-server failed to start:"; cat "$logfile" >&2; return 1; }
-        # Poll (bounded, ~10 s) until it answers and is the server we started.
-        for ((i = 0; i < 200; i++)); do
-            if [ -s "$pidfile" ]; then
-                pid=$(cat "$pidfile" 2>/dev/null)
-                if [ "$(cli ping)" = PONG ] &&
-                    cli info server | tr -d '\r' | grep -qx "process_id:${pid}"; then
-                    export CACHEKIT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
-                    export CACHEKIT_TEST_REDIS_ADMIN_URL="$CACHEKIT_TEST_REDIS_URL"
-                    if [ "$acl_mode" = 1 ]; then
-                        acl_setup || { stop_redis; return 1; }
-                        export CACHEKIT_TEST_REDIS_URL="redis://ckuser:ck-acl-pw@127.0.0.1:$port/0"
-                        say "ACL mode: the library connects as ckuser (${#acl_cmds[@]} commands)"
-                    fi
-                    export CACHEKIT_TEST_REDIS_SOCK="$sock"
-                    export CACHEKIT_TEST_REDIS_PORT="$port"
-                    export CACHEKIT_TEST_REDIS_PIDFILE="$pidfile"
-                    say "redis-server $pid listening on 127.0.0.1:$port and $sock"
-                    return 0
-                fi
-            fi
-            if grep -qiE 'address already in use|could not create server|failed listening' \
-                "$logfile" 2>/dev/null; then
-                break
-            fi
-            sleep 0.05
-        done
-        say "redis-server did not come up on port $port (attempt $attempt):"
-        tail -n 5 "$logfile" >&2
-        stop_redis
-    done
-    say "giving up: no redis-server could be started"
-    return 1
+# A new server, with the ACL user in ACL mode, announced to the tests.
+start_test_redis() {
+    start_redis || return 1
+    export CACHEKIT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+    export CACHEKIT_TEST_REDIS_ADMIN_URL="$CACHEKIT_TEST_REDIS_URL"
+    if [ "$acl_mode" = 1 ]; then
+        acl_setup || { stop_redis; return 1; }
+        export CACHEKIT_TEST_REDIS_URL="redis://ckuser:ck-acl-pw@127.0.0.1:$port/0"
+        say "ACL mode: the library connects as ckuser (${#acl_cmds[@]} commands)"
+    fi
+    export CACHEKIT_TEST_REDIS_SOCK="$sock"
+    export CACHEKIT_TEST_REDIS_PORT="$port"
+    export CACHEKIT_TEST_REDIS_PIDFILE="$pidfile"
+    say "redis-server $pid listening on 127.0.0.1:$port and $sock"
 }
 
 cleanup() {
@@ -173,7 +92,7 @@ cleanup() {
         wait "$child" 2>/dev/null
     fi
     stop_redis
-    rm -rf "$tmpdir"
+    rm -rf "$redis_dir"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -190,7 +109,7 @@ run_child() {
     child=
 }
 
-start_redis || exit 2
+start_test_redis || exit 2
 
 if [ "${1:-}" = "--" ]; then
     shift
@@ -215,7 +134,7 @@ for bin in "$@"; do
     if ! is_our_redis || [ "$(cli ping)" != PONG ]; then
         say "the shared redis-server is gone or unresponsive: starting a new one"
         stop_redis
-        start_redis || exit 2
+        start_test_redis || exit 2
     fi
     cli flushall >/dev/null
     # a binary may have granted ckuser its own commands (ckt_acl_allow)
