@@ -30,17 +30,25 @@ int64_t ck__l1_now(void)
 }
 
 typedef struct ck__l1e {
+    /* what a hit reads, from the entry's first cache line (entries are
+     * allocated 64-byte aligned): the chain, the key's length, the times,
+     * and the value pointer of the reader's slot */
     struct ck__l1e *hnext;       /* chain by (scope, key) */
-    struct ck__l1e *knext;       /* chain by key hash */
-    struct ck__l1e *prev, *next; /* insertion order, newest first */
-    uint64_t h, kh64;
+    uint64_t h;
+    size_t klen;                 /* bytes of k: scope, '\0', key */
     int64_t fresh_ns, keep_ns;
-    json_t *value;               /* NULL: a cached absence */
     _Atomic int used;            /* read since it was inserted or passed over
                                     (set by readers under their slot lock
                                     only: hence atomic, relaxed) */
+    json_t *val[CK__L1_SLOTS];   /* val[0]: the value (NULL: a cached absence);
+                                    val[i]: slot i's own deep copy of it, made
+                                    at its first hit under its lock (see
+                                    ck__l1e_value) */
+    /* what writers use */
+    struct ck__l1e *knext;       /* chain by key hash */
+    struct ck__l1e *prev, *next; /* insertion order, newest first */
+    uint64_t kh64;
     char kh[64];
-    size_t klen;                 /* bytes of k: scope, '\0', key */
     char k[];
 } ck__l1e;
 
@@ -185,7 +193,8 @@ static void ck__json_release(json_t *v)
 
 static void ck__l1e_free(ck__l1e *e)
 {
-    ck__json_release(e->value);
+    for (int i = 0; i < CK__L1_SLOTS; i++)
+        ck__json_release(e->val[i]);
     free(e);
 }
 
@@ -273,6 +282,20 @@ static ck__l1e *ck__l1s_find(ck__l1s *s, uint64_t h, const char *sc, size_t sl, 
     return NULL;
 }
 
+/* The value a reader of `slot` hands out (its lock held). Every answer
+ * takes a reference: with one shared json_t, two cores reading the same
+ * entry wrote the same reference count and pulled its cache line back and
+ * forth on every hit. So each slot but the first gets its own deep copy,
+ * made once (on failure the shared value serves). Up to CK__L1_SLOTS copies
+ * of an entry read by as many threads: the price of hits that share no
+ * written cache line. */
+static json_t *ck__l1e_value(ck__l1e *e, unsigned slot)
+{
+    if (e->val[slot] == NULL && e->val[0] != NULL)
+        e->val[slot] = json_deep_copy(e->val[0]);
+    return e->val[slot] != NULL ? e->val[slot] : e->val[0];
+}
+
 int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64_t now_ns,
                int allow_stale, json_t **value, int *stale)
 {
@@ -280,7 +303,8 @@ int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64
     size_t sl = strlen(sc);
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
-    ck__l1slot *me = &s->slot[ck__l1_slot()];
+    unsigned slot = ck__l1_slot();
+    ck__l1slot *me = &s->slot[slot];
     ck__l1e *e;
     int found = 0;
 
@@ -299,7 +323,7 @@ int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64
             *stale = 0;
             found = 1;
             if (!allow_stale) {
-                if (e->value != NULL)
+                if (e->val[0] != NULL)
                     me->hits++;
                 else
                     me->null_hits++;
@@ -309,7 +333,7 @@ int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64
             found = 1;
         }
         if (found)
-            *value = json_incref(e->value);
+            *value = json_incref(ck__l1e_value(e, slot));
     }
     pthread_mutex_unlock(&me->mu);
     return found;
@@ -327,7 +351,9 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, siz
     size_t sl = strlen(sc);
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
-    ck__l1e *e = malloc(sizeof *e + sl + 1 + klen), *old;
+    /* 64-byte aligned (aligned_alloc wants a multiple of it): what a hit
+     * reads is then one cache line, the key's bytes another */
+    ck__l1e *e = aligned_alloc(64, (sizeof *e + sl + 1 + klen + 63) & ~(size_t)63), *old;
 
     if (e == NULL) {
         json_decref(value);
@@ -338,7 +364,8 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, siz
     memcpy(e->kh, kh, 64);
     e->fresh_ns = fresh_ns;
     e->keep_ns = keep_ns > fresh_ns ? keep_ns : fresh_ns;
-    e->value = value;
+    memset(e->val, 0, sizeof e->val);
+    e->val[0] = value;
     e->klen = sl + 1 + klen;
     memcpy(e->k, sc, sl + 1);
     memcpy(e->k + sl + 1, key, klen);

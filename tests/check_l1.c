@@ -1,7 +1,8 @@
 /* The L1 tier against real Redis: hits that touch no socket, cross-client
  * invalidation over Pub/Sub (writes, key and tag and tenant invalidation),
  * a killed subscription, serving while Redis is stopped, the entry bound,
- * and readers that never go back to an older value while a writer runs. */
+ * readers that never go back to an older value while a writer runs, and
+ * threads that never share a returned value's reference count. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <pthread.h>
@@ -622,6 +623,67 @@ START_TEST(hostile_messages_clear_l1)
 }
 END_TEST
 
+/* Two L1 answers of one key, as json_t pointers (references the caller
+ * drops), both checked to come from L1. */
+typedef struct pair_arg { ck_cache *k; json_t *v[2]; } pair_arg;
+
+static void *get_pair(void *arg)
+{
+    pair_arg *p = arg;
+    for (int i = 0; i < 2; i++) {
+        ck_get_info info;
+        ck_assert_int_eq(ck_cache_get(p->k, NULL, "shared", NULL, NULL, &p->v[i], &info), CK_OK);
+        ck_assert_int_eq(info.source, CK_SRC_L1);
+    }
+    return NULL;
+}
+
+START_TEST(threads_share_no_reference_count)
+{
+    /* Every hit takes a reference on the value it returns: had two threads
+     * been given the same json_t, each hit would write the reference count
+     * the other core just wrote. A thread gets the same value on every hit,
+     * another thread an equal value of its own; both stay valid after the
+     * entry is replaced, and the cache's end frees every copy (ASan,
+     * valgrind). */
+    ck_client *a = client_for(ckt_shared_url());
+    ck_cache *ka = l1_cache(a, "copies", 100, 60000, CK_KEY_SHA256);
+    pair_arg mine = { ka, { NULL, NULL } }, other = { ka, { NULL, NULL } };
+    pthread_t th;
+
+    set_v(ka, NULL, "shared", 7, NULL);
+    wait_l1(ka, NULL, "shared", 7);
+    get_pair(&mine);
+    ck_assert_int_eq(pthread_create(&th, NULL, get_pair, &other), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_ptr_eq(mine.v[0], mine.v[1]);
+    ck_assert_ptr_eq(other.v[0], other.v[1]);
+    ck_assert_ptr_ne(mine.v[0], other.v[0]);
+    ck_assert(json_equal(mine.v[0], other.v[0]));
+
+    set_v(ka, NULL, "shared", 8, NULL); /* replaces the entry and its copies */
+    wait_l1(ka, NULL, "shared", 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(mine.v[0], "v")), 7);
+    ck_assert_int_eq(json_integer_value(json_object_get(other.v[0], "v")), 7);
+    for (int i = 0; i < 2; i++) {
+        json_decref(mine.v[i]);
+        json_decref(other.v[i]);
+    }
+    /* a second round on the new entry: copies again, freed with the cache */
+    get_pair(&mine);
+    ck_assert_int_eq(pthread_create(&th, NULL, get_pair, &other), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_ptr_ne(mine.v[0], other.v[0]);
+    ck_assert_int_eq(json_integer_value(json_object_get(other.v[1], "v")), 8);
+    for (int i = 0; i < 2; i++) {
+        json_decref(mine.v[i]);
+        json_decref(other.v[i]);
+    }
+    ck_cache_free(ka);
+    ck_client_free(a);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("l1");
@@ -635,6 +697,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, bounded_by_max_entries);
     tcase_add_test(tc, no_stale_refill_after_invalidation);
     tcase_add_test(tc, hostile_messages_clear_l1);
+    tcase_add_test(tc, threads_share_no_reference_count);
     suite_add_tcase(s, tc);
     return s;
 }
