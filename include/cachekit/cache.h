@@ -62,7 +62,9 @@ typedef struct ck_cache_options {
                                   with CK_KEY_PLAIN (bare values have no expiry) */
     size_t l1_max_entries;   /**< in-process L1 tier: at most this many entries
                                   (values and absences, approximate LRU), 0 = off
-                                  (default), at most 16777216. Starts the client's
+                                  (default), at most 16777216. An entry holds
+                                  one copy of its value per thread that read
+                                  it (at most 8). Starts the client's
                                   invalidation subscriber (one thread, one
                                   connection) with the first such cache. */
     int l1_ttl_ms;           /**< L1 entry lifetime (never past the entry's own
