@@ -32,7 +32,7 @@ int64_t ck__l1_now(void)
 typedef struct ck__l1e {
     /* what a hit reads, from the entry's first cache line (entries are
      * allocated 64-byte aligned): the chain, the key's length, the times,
-     * and the value pointer of the reader's slot */
+     * and the value pointers of slots 0 and 1 (2-7: the next line) */
     struct ck__l1e *hnext;       /* chain by (scope, key) */
     uint64_t h;
     size_t klen;                 /* bytes of k: scope, '\0', key */
