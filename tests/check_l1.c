@@ -14,14 +14,7 @@
 #include "ckt.h"
 #include "cache_priv.h"
 
-/* Timing bounds stretch under valgrind (~50x slower) and ThreadSanitizer
- * (~5-15x; make tsan sets CACHEKIT_TEST_TSAN). */
-static int scaled(int ms)
-{
-    if (ckt_under_valgrind())
-        return 10 * ms;
-    return ckt_under_tsan() ? 5 * ms : ms;
-}
+/* Timing bounds stretch in the slow builds (ckt_scaled). */
 
 static ck_client *client_for(const char *url)
 {
@@ -29,9 +22,9 @@ static ck_client *client_for(const char *url)
     ck_client *c = NULL;
     ckt_options(&o, url);
     o.pool_size = 8;
-    o.connect_timeout_ms = scaled(200);
-    o.command_timeout_ms = scaled(100);
-    o.pool_wait_ms = scaled(1000);
+    o.connect_timeout_ms = ckt_scaled(200);
+    o.command_timeout_ms = ckt_scaled(100);
+    o.pool_wait_ms = ckt_scaled(1000);
     ck_assert_int_eq(ck_client_new(&o, &c), CK_OK);
     return c;
 }
@@ -105,14 +98,14 @@ static int from_l1(void *arg)
 static void wait_l1(ck_cache *k, const char *scope, const char *key, long v)
 {
     want w = { k, scope, key, v };
-    ck_assert_msg(ckt_wait_until(from_l1, &w, scaled(3000)), "%s never answered %ld from L1",
+    ck_assert_msg(ckt_wait_until(from_l1, &w, ckt_scaled(3000)), "%s never answered %ld from L1",
                   key, v);
 }
 
 /* ms until k answers v for key (polling every ms), -1 if not within 2 s */
 static long ms_until(ck_cache *k, const char *scope, const char *key, long v, int64_t t0)
 {
-    int64_t until = t0 + scaled(2000);
+    int64_t until = t0 + ckt_scaled(2000);
     while (ckt_now_ms() < until) {
         if (get_v(k, scope, key, NULL) == v)
             return (long)(ckt_now_ms() - t0);
@@ -141,7 +134,7 @@ START_TEST(hits_touch_no_socket)
     s.exists = 0;
     ck_assert_int_eq(ck_cache_get(k, "app", "ghost", src_load, &s, &v, &info), CK_NOT_FOUND);
     want w = { k, "app", "ghost", 0 };
-    ck_assert(ckt_wait_until(from_l1, &w, scaled(3000)));
+    ck_assert(ckt_wait_until(from_l1, &w, ckt_scaled(3000)));
 
     uint64_t bytes = ckt_proxy_bytes_in(p);
     ck_client_stats(c, &st);
@@ -202,7 +195,7 @@ START_TEST(other_clients_writes_reach_l1)
     ck_cache *ka = l1_cache(a, "cross", 1000, 60000, CK_KEY_SHA256);
     ck_cache *kb = l1_cache(b, "cross", 1000, 60000, CK_KEY_SHA256);
     const char *tags[] = { "tenant:9", NULL };
-    const long bound = scaled(100);
+    const long bound = ckt_scaled(100);
     long ms;
 
     set_v(kb, NULL, "k1", 1, NULL);
@@ -310,7 +303,7 @@ START_TEST(tenant_invalidation_reaches_l1)
         /* into a's L1: reads until they come from there */
         for (int i = 0; i < 3; i++) {
             const char *tok = i == 0 ? "tokA" : i == 1 ? "tokB" : "tokC";
-            int64_t until = ckt_now_ms() + scaled(3000);
+            int64_t until = ckt_now_ms() + ckt_scaled(3000);
             for (;;) {
                 ck_client_stats(a, &s0);
                 ck_assert(token_cached(ka, tok));
@@ -323,8 +316,8 @@ START_TEST(tenant_invalidation_reaches_l1)
         }
         ck_assert_int_eq(ck_token_invalidate_tenant(kb, "ten1"), CK_OK);
         int64_t t0 = ckt_now_ms();
-        ck_assert(ckt_wait_until(tokens_gone, ka, scaled(100) + 50));
-        ck_assert_int_le(ckt_now_ms() - t0, scaled(100));
+        ck_assert(ckt_wait_until(tokens_gone, ka, ckt_scaled(100) + 50));
+        ck_assert_int_le(ckt_now_ms() - t0, ckt_scaled(100));
         ck_assert(token_cached(ka, "tokC")); /* the other tenant stays */
         ck_cache_free(ka);
         ck_cache_free(kb);
@@ -380,7 +373,7 @@ START_TEST(killed_subscription_leaves_nothing_stale)
          * is the new value and never the old one again */
         long first = ms_until(ka, NULL, "k", 3 + round, ckt_now_ms());
         ck_assert_msg(first >= 0, "round %d: the unannounced change never showed", round);
-        ck_assert(ckt_wait_until(has_sub, (void *)url, scaled(3000)));
+        ck_assert(ckt_wait_until(has_sub, (void *)url, ckt_scaled(3000)));
         wait_l1(ka, NULL, "k", 3 + round); /* subscribed again, L1 answers again */
         for (int i = 0; i < 20; i++)
             ck_assert_int_eq(get_v(ka, NULL, "k", NULL), 3 + round);
@@ -402,7 +395,7 @@ START_TEST(l1_serves_while_redis_is_down)
     json_t *v = NULL;
     ck_get_info info;
     src s = { .exists = 1 };
-    const int L1_TTL = scaled(300);
+    const int L1_TTL = ckt_scaled(300);
 
     ck_cache_options_init(&o);
     o.name = "down";
@@ -421,7 +414,7 @@ START_TEST(l1_serves_while_redis_is_down)
         ck_assert_int_eq(info.source, CK_SRC_L1);
         json_decref(v);
     }
-    ck_assert_int_le(ckt_now_ms() - t0, scaled(50));
+    ck_assert_int_le(ckt_now_ms() - t0, ckt_scaled(50));
     ckt_redis_resume(r);
     wait_l1(k, NULL, "k", 5);
 
@@ -448,7 +441,7 @@ START_TEST(l1_serves_while_redis_is_down)
      * the loader until the breaker lets calls through again. */
     ckt_redis_restart(r);
     want w = { k, NULL, "k", 0 };
-    int64_t until = ckt_now_ms() + scaled(5000);
+    int64_t until = ckt_now_ms() + ckt_scaled(5000);
     long got = -1;
     while (ckt_now_ms() < until) {
         if (ck_cache_get(k, NULL, "k", src_load, &s, &v, &info) == CK_OK && !info.degraded) {
@@ -462,7 +455,7 @@ START_TEST(l1_serves_while_redis_is_down)
     }
     ck_assert_int_eq(got, atomic_load(&s.calls)); /* the last load is the cached one */
     w.v = got;
-    ck_assert(ckt_wait_until(from_l1, &w, scaled(3000)));
+    ck_assert(ckt_wait_until(from_l1, &w, ckt_scaled(3000)));
     ck_cache_free(k);
     ck_client_free(a);
     ckt_redis_stop(r);
@@ -568,13 +561,13 @@ START_TEST(no_stale_refill_after_invalidation)
     }
     int64_t t_last = ckt_now_ms();
     long ms = ms_until(ka, NULL, "seq", N, t_last);
-    ck_assert_msg(ms >= 0 && ms <= scaled(100), "last write seen after %ld ms", ms);
+    ck_assert_msg(ms >= 0 && ms <= ckt_scaled(100), "last write seen after %ld ms", ms);
     /* the bound under test: 100 ms after the last write, nothing older */
-    int64_t wait = t_last + scaled(100) - ckt_now_ms();
+    int64_t wait = t_last + ckt_scaled(100) - ckt_now_ms();
     if (wait > 0)
         ckt_sleep_ms((int)wait);
     atomic_store(&rc.phase, 2);
-    ckt_sleep_ms(scaled(200));
+    ckt_sleep_ms(ckt_scaled(200));
     atomic_store(&rc.stop, 1);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
@@ -613,7 +606,7 @@ START_TEST(hostile_messages_clear_l1)
     redisReply *r = ckt_cmd_at(url, argv);
     ck_assert_ptr_nonnull(r);
     freeReplyObject(r);
-    int64_t until = ckt_now_ms() + scaled(1000);
+    int64_t until = ckt_now_ms() + ckt_scaled(1000);
     while (ck__l1_count(ka->l1) != 0 && ckt_now_ms() < until)
         ckt_sleep_ms(1);
     ck_assert_uint_eq(ck__l1_count(ka->l1), 0);

@@ -16,9 +16,7 @@
 #include "ckt.h"
 #include "internal.h"
 
-/* Times scale under valgrind, where every call is ~50x slower. */
-/* valgrind ~50x slower, ThreadSanitizer ~5-15x (make tsan) */
-static int scaled(int ms) { return ckt_under_valgrind() ? 10 * ms : ckt_under_tsan() ? 4 * ms : ms; }
+/* Times scale in the slow builds (ckt_scaled). */
 
 static ck_client *slots_client(const char *url, ck_fail_mode mode, ckt_log *lg)
 {
@@ -143,7 +141,7 @@ static int can_acquire(void *p)
 START_TEST(stale_holders_expire)
 {
     ck_client *c = slots_client(ckt_shared_url(), CK_FAIL_OPEN, NULL);
-    int stale = scaled(200);
+    int stale = ckt_scaled(200);
     acq_arg b;
     char key[64];
     int64_t t0;
@@ -162,7 +160,7 @@ END_TEST
 START_TEST(touch_keeps_a_slot)
 {
     ck_client *c = slots_client(ckt_shared_url(), CK_FAIL_OPEN, NULL);
-    int stale = scaled(300);
+    int stale = ckt_scaled(300);
     acq_arg b;
     char key[64];
     int64_t last;

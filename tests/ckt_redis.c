@@ -60,7 +60,25 @@ int ckt_under_tsan(void)
     return v != NULL && *v != '\0' && *v != '0';
 }
 
-int ckt_slack_ms(void) { return ckt_under_valgrind() ? 1000 : ckt_under_tsan() ? 100 : 15; }
+int ckt_under_sanitizer(void)
+{
+    const char *v = getenv("CACHEKIT_TEST_SANITIZE");
+    return v != NULL && *v != '\0' && *v != '0';
+}
+
+int ckt_scaled(int ms)
+{
+    if (ckt_under_valgrind())
+        return 10 * ms;
+    if (ckt_under_tsan())
+        return 5 * ms;
+    return ckt_under_sanitizer() ? 2 * ms : ms;
+}
+
+int ckt_slack_ms(void)
+{
+    return ckt_under_valgrind() ? 1000 : ckt_under_tsan() ? 100 : ckt_under_sanitizer() ? 30 : 15;
+}
 
 /* ---- shared server ---- */
 
@@ -407,7 +425,7 @@ void ckt_options(ck_options *o, const char *url)
         o->connect_timeout_ms = 3000;
         o->command_timeout_ms = 2000;
         o->pool_wait_ms = 2000;
-    } else if (ckt_under_tsan()) {
+    } else if (ckt_under_tsan() || ckt_under_sanitizer()) {
         o->connect_timeout_ms = 1000;
         o->command_timeout_ms = 500;
         o->pool_wait_ms = 500;
