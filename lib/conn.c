@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,11 +315,76 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
     }
 }
 
+/* Decimal digits of v. */
+static size_t ck__digits(size_t v)
+{
+    size_t d = 1;
+
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* "<mark><v>\r\n" at p; returns the end. */
+static char *ck__resp_head(char *p, char mark, size_t v)
+{
+    size_t d = ck__digits(v);
+
+    *p++ = mark;
+    for (size_t i = d; i-- > 0; v /= 10)
+        p[i] = (char)('0' + v % 10);
+    p += d;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+char *ck__resp_format(char *stack, size_t cap, int n, const int *argc,
+                      const char *const *const *argv, const size_t *const *argvlen, size_t *len)
+{
+    size_t total = 0;
+    char *buf, *p;
+
+    for (int i = 0; i < n; i++) {
+        if (argc[i] < 0)
+            return NULL;
+        total += 3 + ck__digits((size_t)argc[i]);
+        for (int j = 0; j < argc[i]; j++) {
+            size_t l = argvlen[i][j];
+            /* far beyond any command Redis takes (512 MB a string), and
+             * total cannot wrap */
+            if (l >= (size_t)1 << 40 || total >= (size_t)1 << 41)
+                return NULL;
+            total += 5 + ck__digits(l) + l;
+        }
+    }
+    buf = total <= cap ? stack : malloc(total);
+    if (buf == NULL)
+        return NULL;
+    p = buf;
+    for (int i = 0; i < n; i++) {
+        p = ck__resp_head(p, '*', (size_t)argc[i]);
+        for (int j = 0; j < argc[i]; j++) {
+            size_t l = argvlen[i][j];
+            p = ck__resp_head(p, '$', l);
+            if (l > 0)
+                memcpy(p, argv[i][j], l);
+            p += l;
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+    }
+    *len = total;
+    return buf;
+}
+
 ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *const *const *argv,
                            const size_t *const *argvlen, int64_t deadline_ns,
                            size_t max_reply_bytes, redisReply **replies, ck__io *io)
 {
-    char *cmd = NULL;
+    char stack[1024], *cmd;
     size_t total = 0;
     ck__fail f;
     int i;
@@ -327,38 +393,13 @@ ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *con
     io->received = 0;
     for (i = 0; i < n; i++)
         replies[i] = NULL;
-    /* Format all commands into one buffer: one write, one round trip
-     * (one command, the common case, is sent as hiredis formatted it). */
-    if (n == 1) {
-        int len = redisFormatCommandArgv(&cmd, argc[0], (const char **)argv[0], argvlen[0]);
-        if (len < 0)
-            return CK__FAIL_NOMEM;
-        total = (size_t)len;
-        goto send;
-    }
-    for (i = 0; i < n; i++) {
-        char *one = NULL;
-        int len = redisFormatCommandArgv(&one, argc[i], (const char **)argv[i], argvlen[i]);
-        char *grown;
-
-        if (len < 0) {
-            free(cmd);
-            return CK__FAIL_NOMEM;
-        }
-        grown = realloc(cmd, total + (size_t)len);
-        if (grown == NULL) {
-            redisFreeCommand(one);
-            free(cmd);
-            return CK__FAIL_NOMEM;
-        }
-        cmd = grown;
-        memcpy(cmd + total, one, (size_t)len);
-        total += (size_t)len;
-        redisFreeCommand(one);
-    }
-send:
+    /* all commands in one buffer: one write, one round trip */
+    cmd = ck__resp_format(stack, sizeof stack, n, argc, argv, argvlen, &total);
+    if (cmd == NULL)
+        return CK__FAIL_NOMEM;
     f = ck__send_all(cn->ctx->fd, cmd, total, deadline_ns);
-    free(cmd); /* redisFreeCommand is free() */
+    if (cmd != stack)
+        free(cmd);
     if (f != CK__FAIL_NONE)
         return f;
     io->sent = 1;

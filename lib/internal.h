@@ -132,6 +132,13 @@ void ck__conn_free(ck__conn *cn);
 /* 1 when the pooled connection may be reused: no error, nothing buffered,
  * and, when ask_socket, no hang-up or stray bytes on the socket (a poll()). */
 int ck__conn_reusable(ck__conn *cn, int ask_socket);
+/* The n commands as RESP arrays of bulk strings, byte for byte what
+ * hiredis's redisFormatCommandArgv writes, in one buffer: `stack` when they
+ * fit in `cap` bytes (a cache hit's GET does: no malloc, no sprintf), else
+ * a malloc'd one the caller frees. *len: its length. NULL when out of
+ * memory or absurdly large. */
+char *ck__resp_format(char *stack, size_t cap, int n, const int *argc,
+                      const char *const *const *argv, const size_t *const *argvlen, size_t *len);
 /* Send `n` commands in one write, then read `n` replies; replies[i] are
  * owned by the caller on CK__FAIL_NONE. On failure all are freed and NULL. */
 ck__fail ck__conn_pipeline(ck__conn *cn, int n, const int *argc, const char *const *const *argv,

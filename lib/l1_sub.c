@@ -149,10 +149,16 @@ static int ck__hub_send(int fd, const char *buf, size_t len)
 
 static int ck__hub_command(int fd, int argc, const char **argv, const size_t *lens)
 {
-    char *cmd = NULL;
-    long long n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    int rc = n < 0 ? -1 : ck__hub_send(fd, cmd, (size_t)n);
-    free(cmd);
+    const char *const *av = argv;
+    char stack[512], *cmd;
+    size_t n = 0;
+    int rc;
+
+    if ((cmd = ck__resp_format(stack, sizeof stack, 1, &argc, &av, &lens, &n)) == NULL)
+        return -1;
+    rc = ck__hub_send(fd, cmd, n);
+    if (cmd != stack)
+        free(cmd);
     return rc;
 }
 
