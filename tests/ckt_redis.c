@@ -265,16 +265,7 @@ static int url_port(const char *url)
 
 redisReply *ckt_cmd_at(const char *url, const char *const *argv)
 {
-    int argc = 0;
-    redisReply *rep;
-    redisContext *ctx = ckt_connect_port(url_port(url), 2000);
-    if (ctx == NULL)
-        return NULL;
-    while (argv[argc] != NULL)
-        argc++;
-    rep = redisCommandArgv(ctx, argc, (const char **)argv, NULL);
-    redisFree(ctx);
-    return rep;
+    return ckt_cmd_port(url_port(url), argv);
 }
 
 redisReply *ckt_redis_cmd(const ckt_redis *r, const char *const *argv)

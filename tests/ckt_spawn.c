@@ -48,6 +48,20 @@ redisContext *ckt_connect_port(int port, int timeout_ms)
     return ctx;
 }
 
+redisReply *ckt_cmd_port(int port, const char *const *argv)
+{
+    int argc = 0;
+    redisReply *rep;
+    redisContext *ctx = ckt_connect_port(port, 2000);
+    if (ctx == NULL)
+        return NULL;
+    while (argv[argc] != NULL)
+        argc++;
+    rep = redisCommandArgv(ctx, argc, (const char **)argv, NULL);
+    redisFree(ctx);
+    return rep;
+}
+
 pid_t ckt_spawn_redis(const char *const *argv)
 {
     pid_t parent = getpid();

@@ -12,6 +12,9 @@
 int ckt_free_port(void);
 /* A connection to 127.0.0.1:port with that connect and I/O timeout, or NULL. */
 redisContext *ckt_connect_port(int port, int timeout_ms);
+/* One command (argv NULL-terminated) on a fresh connection to port (2 s
+ * timeouts): the reply (freeReplyObject it), or NULL. */
+redisReply *ckt_cmd_port(int port, const char *const *argv);
 /* Fork and exec redis-server with argv (NULL-terminated, argv[0]
  * "redis-server"), stdio on /dev/null. The server is killed when the thread
  * that called this ends (PR_SET_PDEATHSIG): call it from a thread that lives

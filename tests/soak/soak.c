@@ -347,24 +347,10 @@ static struct {
     char url[64];
 } g_srv;
 
-static redisContext *admin_connect(int timeout_ms)
-{
-    return ckt_connect_port(g_srv.port, timeout_ms);
-}
-
 /* One admin command on a fresh connection (2 s); the reply or NULL. */
 static redisReply *admin(const char *const *argv)
 {
-    int argc = 0;
-    redisContext *ctx = admin_connect(2000);
-    redisReply *rep;
-    if (ctx == NULL)
-        return NULL;
-    while (argv[argc] != NULL)
-        argc++;
-    rep = redisCommandArgv(ctx, argc, (const char **)argv, NULL);
-    redisFree(ctx);
-    return rep;
+    return ckt_cmd_port(g_srv.port, argv);
 }
 
 static int admin_ok(const char *const *argv)
