@@ -35,32 +35,16 @@ for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
 done
 
 redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckdemo.XXXXXX") || exit 1
-gw=
-# start_redis [PORT], stop_redis; port, pid
+# start_redis [PORT], stop_redis, redis_cleanup_on_exit; port, pid, child
+# (the gateway: on SIGTERM it stops its workers and prints its table)
 . "$(dirname "$0")/private-redis.sh"
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$gw" ] && kill -0 "$gw" 2>/dev/null; then
-        kill -TERM "$gw" 2>/dev/null   # it stops its workers and prints its table
-        for _ in $(seq 100); do kill -0 "$gw" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$gw" 2>/dev/null
-        wait "$gw" 2>/dev/null
-    fi
-    stop_redis
-    rm -rf "$redis_dir"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+redis_cleanup_on_exit
 
 # at SECONDS: sleep until that many seconds after the gateway started,
 # or return 1 if the gateway ended before.
 at() {
     while [ $(($(date +%s) - t0)) -lt "$1" ]; do
-        kill -0 "$gw" 2>/dev/null || return 1
+        kill -0 "$child" 2>/dev/null || return 1
         sleep 0.1
     done
 }
@@ -71,7 +55,7 @@ say "redis-server $pid on $url; the gateway runs for ${DURATION} s, Redis goes a
 
 t0=$(date +%s)
 "$gateway" --duration "$DURATION" --redis "$url" &
-gw=$!
+child=$!
 
 if at "$T_STOP"; then
     kill -STOP "$pid"
@@ -94,9 +78,9 @@ if at "$T_RESTART"; then
     fi
 fi
 
-wait "$gw"
+wait "$child"
 rc=$?
-gw=
+child=
 stop_redis
 if [ "$rc" -eq 0 ]; then
     say "done: the gateway answered through the outage and recovered; everything the demo started is stopped"

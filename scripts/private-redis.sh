@@ -7,6 +7,8 @@
 #   REDIS_SERVER, REDIS_CLI  the programs
 #   say                      a function that prints one message to stderr
 # What start_redis sets: port, pid, and the paths pidfile, sock, logfile.
+# The caller may run one process beside the server and keep its pid in
+# `child`; redis_cleanup_on_exit stops both when the caller ends.
 # Not a program: it defines functions and runs nothing.
 
 pidfile=$redis_dir/redis.pid
@@ -14,6 +16,7 @@ sock=$redis_dir/redis.sock
 logfile=$redis_dir/redis.log
 port=
 pid=
+child=
 
 # Redis 7 refuses DEBUG (DEBUG SLEEP is a fault test) unless enabled; older
 # servers do not know the option and allow DEBUG anyway.
@@ -101,4 +104,29 @@ start_redis() {
     done
     say "giving up: no redis-server could be started"
     return 1
+}
+
+# On the caller's exit, also by INT or TERM: stop `child` (SIGTERM, SIGKILL
+# after 5 s), then the server; remove redis_dir; keep the exit status.
+redis_cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        kill -TERM "$child" 2>/dev/null
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$child" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
+    stop_redis
+    rm -rf "$redis_dir"
+    exit "$rc"
+}
+
+redis_cleanup_on_exit() {
+    trap redis_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }

@@ -54,8 +54,8 @@ for prog in "$REDIS_SERVER" "$REDIS_CLI"; do
 done
 
 redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/ckredis.XXXXXX") || exit 2
-child=
-# start_redis, stop_redis, is_our_redis, cli; port, pid, pidfile, sock
+# start_redis, stop_redis, is_our_redis, cli, redis_cleanup_on_exit; port,
+# pid, pidfile, sock, child
 . "$(dirname "$0")/../scripts/private-redis.sh"
 
 # (Re)create the least-privilege user: exactly tests/acl-commands, keys and
@@ -84,20 +84,7 @@ start_test_redis() {
     say "redis-server $pid listening on 127.0.0.1:$port and $sock"
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
-        kill -TERM "$child" 2>/dev/null
-        wait "$child" 2>/dev/null
-    fi
-    stop_redis
-    rm -rf "$redis_dir"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+redis_cleanup_on_exit
 
 # Run "$@" as a child we can wait for interruptibly (so INT/TERM reach the
 # trap at once), keeping our stdin. Sets $status.
