@@ -22,8 +22,12 @@ static ck_client *client_for(const char *url)
     ck_client *c = NULL;
     ckt_options(&o, url);
     o.pool_size = 8;
-    o.connect_timeout_ms = ckt_scaled(200);
-    o.command_timeout_ms = ckt_scaled(100);
+    /* no test here waits on a client deadline (a stopped server is met
+     * by L1 hits, a killed one by refused connections): room for a VM
+     * that stalls for 100 ms among the suite's thousands of calls, which
+     * failed bounded_by_max_entries twice */
+    o.connect_timeout_ms = ckt_scaled(1000);
+    o.command_timeout_ms = ckt_scaled(1000);
     o.pool_wait_ms = ckt_scaled(1000);
     ck_assert_int_eq(ck_client_new(&o, &c), CK_OK);
     return c;
