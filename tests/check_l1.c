@@ -550,6 +550,12 @@ START_TEST(no_stale_refill_after_invalidation)
     ck_cache *ka = l1_cache(a, "race", 1000, 60000, CK_KEY_SHA256);
     ck_cache *kb = l1_cache(b, "race", 1000, 60000, CK_KEY_SHA256);
     const int N = ckt_under_valgrind() ? 50 : 500;
+    /* Valgrind runs one thread at a time, so the subscriber gets a sixth
+     * of one core against four spinning readers and the writer: a loaded
+     * CI machine saw 1093 ms there. The 100 ms bound of the issue is
+     * checked in the native, ASan and TSan builds; under valgrind this
+     * test checks what it can (no older value once the bound passed). */
+    const long bound = ckt_under_valgrind() ? 5000 : ckt_scaled(100);
     race rc = { .k = ka, .final = N };
     pthread_t th[4];
 
@@ -565,16 +571,19 @@ START_TEST(no_stale_refill_after_invalidation)
     }
     int64_t t_last = ckt_now_ms();
     long ms = ms_until(ka, NULL, "seq", N, t_last);
-    ck_assert_msg(ms >= 0 && ms <= ckt_scaled(100), "last write seen after %ld ms", ms);
-    /* the bound under test: 100 ms after the last write, nothing older */
-    int64_t wait = t_last + ckt_scaled(100) - ckt_now_ms();
+    /* the bound under test: `bound` after the last write, nothing older */
+    int64_t wait = t_last + bound - ckt_now_ms();
     if (wait > 0)
         ckt_sleep_ms((int)wait);
     atomic_store(&rc.phase, 2);
     ckt_sleep_ms(ckt_scaled(200));
     atomic_store(&rc.stop, 1);
+    /* asserted only once the readers are joined: a failing check leaves
+     * the test at once, and under CK_FORK=no (valgrind) readers still
+     * running on `rc`, a dead stack frame, then crash the runner */
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
+    ck_assert_msg(ms >= 0 && ms <= bound, "last write seen after %ld ms", ms);
     ck_assert_int_eq(atomic_load(&rc.stale), 0);
     ck_assert_int_gt(atomic_load(&rc.reads), N);
     wait_l1(ka, NULL, "seq", N);
