@@ -259,8 +259,10 @@ ck_status ck__cache_check(ck_cache *k, const char *fn, const char *scope, const 
                           ck__ref *r)
 {
     int plain = k->opt.key_hash == CK_KEY_PLAIN;
-    if (scope != NULL && (!ck__valid_ident(scope, CK__IDENT_MAX) || strcmp(scope, "s") == 0 ||
-                          strcmp(scope, "t") == 0)) {
+    /* the length is kept: the L1 lookup hashes the scope's bytes */
+    r->scope_len = scope != NULL ? ck__ident_len(scope, CK__IDENT_MAX) : 3;
+    if (scope != NULL &&
+        (r->scope_len == 0 || (r->scope_len == 1 && (scope[0] == 's' || scope[0] == 't')))) {
         ck__log(ck__cache_logger(k), CK_LOG_ERROR,
                 "%s: scope must be NULL or 1-64 bytes of [A-Za-z0-9_.-], not \"s\" or \"t\"", fn);
         return CK_E_INVALID;
@@ -787,8 +789,8 @@ static void ck__l1_keep(ck_cache *k, const ck__ref *r, uint64_t gen, const json_
     /* the caller owns v and may change it: L1 keeps its own copy */
     if (v != NULL && (copy = json_deep_copy(v)) == NULL)
         return;
-    ck__l1_put(k->l1, gen, r->scope, r->key, r->key_len, r->kh, copy, now + life,
-               now + life + k->l1_stale_ns);
+    ck__l1_put(k->l1, gen, r->scope, r->scope_len, r->key, r->key_len, r->kh, copy,
+               now + life, now + life + k->l1_stale_ns);
 }
 
 ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **out,
@@ -803,7 +805,8 @@ ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **
     if (k->l1 != NULL) {
         /* the hit path: no digest, no socket, one shard lock */
         if (atomic_load_explicit(&k->l1_live, memory_order_acquire) &&
-            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__l1_now(), 0, &v, &stale))
+            ck__l1_get(k->l1, r->scope, r->scope_len, r->key, r->key_len, ck__l1_now(), 0, &v,
+                       &stale))
             return ck__l1_answer(k, v, 0, 1, out, info);
         gen = ck__l1_gen(k->l1);
         ck__hub_ensure(k);
@@ -816,7 +819,8 @@ ck_status ck__cache_get(ck_cache *k, ck__ref *r, const ck__loader *ld, json_t **
         /* Redis failed: what L1 holds (fresh, or within stale_ttl_ms) is
          * the best answer there is, also while the subscription is down */
         if (k->l1 != NULL &&
-            ck__l1_get(k->l1, r->scope, r->key, r->key_len, ck__l1_now(), 1, &v, &stale))
+            ck__l1_get(k->l1, r->scope, r->scope_len, r->key, r->key_len, ck__l1_now(), 1, &v,
+                       &stale))
             return ck__l1_answer(k, v, stale, 0, out, info);
         if (ck__client_options(k->c)->fail_mode == CK_FAIL_CLOSED)
             return CK_E_UNAVAILABLE;

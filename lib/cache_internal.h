@@ -25,6 +25,8 @@
 
 /* 1..max bytes of [A-Za-z0-9_.-] */
 int ck__valid_ident(const char *s, size_t max);
+/* The length of a valid identifier, 0 for an invalid one. */
+size_t ck__ident_len(const char *s, size_t max);
 /* Lock names and rate keys: 1..max bytes, no '{', '}' or control chars. */
 int ck__valid_name(const char *s, size_t max);
 /* Tags: 1..CK__TAG_MAX bytes, no control characters. */

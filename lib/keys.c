@@ -14,7 +14,7 @@ static int ck__ident_char(unsigned char ch)
            ch == '_' || ch == '.' || ch == '-';
 }
 
-int ck__valid_ident(const char *s, size_t max)
+size_t ck__ident_len(const char *s, size_t max)
 {
     size_t n;
 
@@ -23,7 +23,12 @@ int ck__valid_ident(const char *s, size_t max)
     for (n = 0; s[n] != '\0'; n++)
         if (n >= max || !ck__ident_char((unsigned char)s[n]))
             return 0;
-    return n > 0;
+    return n;
+}
+
+int ck__valid_ident(const char *s, size_t max)
+{
+    return ck__ident_len(s, max) > 0;
 }
 
 int ck__valid_name(const char *s, size_t max)

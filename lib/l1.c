@@ -105,24 +105,54 @@ struct ck__l1 {
     ck__l1s *shards;
 };
 
-/* FNV-1a over scope, a 0 byte, key: cheap, and the table is not exposed
- * to hash flooding from outside (keys come from the host's requests, but
- * a chain only costs that shard's lookups, and the shard's cap bounds it). */
+/* The table's hash of (scope, key): eight bytes at a time, each word
+ * folded in with one multiply (whose top bits, the shard, depend on every
+ * bit folded so far; the low bits, the bucket, get the top half xored in),
+ * the two lengths folded in first so that ("ab", "c") and ("a", "bc")
+ * differ. Byte-at-a-time FNV-1a was a tenth of an L1 hit: one dependent
+ * multiply per byte, 10 ns against 4 here for a 3-byte scope and a 9-byte
+ * key. Not exposed to hash flooding from outside in any way that matters:
+ * a chain only costs its own shard's lookups, and the shard's cap bounds
+ * it. */
+static inline uint64_t ck__l1_fold(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 32);
+}
+
+static inline uint64_t ck__l1_rd4(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The tail of 1-7 bytes in two overlapping reads (4-7) or three byte reads
+ * (1-3), as wyhash does: every byte is read, nothing past the end. */
+static inline uint64_t ck__l1_fold_bytes(uint64_t h, const char *p, size_t n)
+{
+    uint64_t w;
+
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = ck__l1_fold(h, w);
+    }
+    if (n >= 4)
+        h = ck__l1_fold(h, ck__l1_rd4(p) << 32 | ck__l1_rd4(p + n - 4));
+    else if (n > 0)
+        h = ck__l1_fold(h, (uint64_t)(unsigned char)p[0] << 16 |
+                               (uint64_t)(unsigned char)p[n >> 1] << 8 | (unsigned char)p[n - 1]);
+    return h;
+}
+
 static uint64_t ck__l1_hash(const char *sc, size_t sl, const char *key, size_t klen)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < sl; i++)
-        h = (h ^ (unsigned char)sc[i]) * 1099511628211ULL;
-    h = (h ^ 0) * 1099511628211ULL;
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-    /* FNV's top bits (the shard) vary little between short similar keys:
-     * finish with murmur3's fmix64 */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
+    uint64_t h = ck__l1_fold(0x243f6a8885a308d3ULL, (uint64_t)sl << 32 ^ (uint64_t)klen);
+
+    h = ck__l1_fold_bytes(ck__l1_fold_bytes(h, sc, sl), key, klen);
+    /* one more multiply spreads the last word into the low bits too */
+    h = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 32);
 }
 
 static uint64_t ck__kh64(const char *kh)
@@ -296,11 +326,11 @@ static json_t *ck__l1e_value(ck__l1e *e, unsigned slot)
     return e->val[slot] != NULL ? e->val[slot] : e->val[0];
 }
 
-int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64_t now_ns,
-               int allow_stale, json_t **value, int *stale)
+int ck__l1_get(ck__l1 *l, const char *scope, size_t scope_len, const char *key, size_t klen,
+               int64_t now_ns, int allow_stale, json_t **value, int *stale)
 {
     const char *sc = scope != NULL ? scope : "any";
-    size_t sl = strlen(sc);
+    size_t sl = scope != NULL ? scope_len : 3;
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
     unsigned slot = ck__l1_slot();
@@ -344,11 +374,12 @@ uint64_t ck__l1_gen(ck__l1 *l)
     return atomic_load_explicit(&l->gen, memory_order_acquire);
 }
 
-void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, size_t klen,
-                const char kh[65], json_t *value, int64_t fresh_ns, int64_t keep_ns)
+void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, size_t scope_len, const char *key,
+                size_t klen, const char kh[65], json_t *value, int64_t fresh_ns,
+                int64_t keep_ns)
 {
     const char *sc = scope != NULL ? scope : "any";
-    size_t sl = strlen(sc);
+    size_t sl = scope != NULL ? scope_len : 3;
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
     /* 64-byte aligned (aligned_alloc wants a multiple of it): what a hit

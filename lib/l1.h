@@ -31,14 +31,14 @@ void ck__l1_free(ck__l1 *l);
 /* The clock L1 runs on: CLOCK_MONOTONIC, read coarsely (ms precision). */
 int64_t ck__l1_now(void);
 
-/* Look up (scope, key); scope NULL is "any". 1: found and fresh at now_ns
- * (or, with allow_stale, still kept): *value is a new reference (NULL for a
- * cached absence), *stale says whether it was past its freshness. 0: not
- * there. The value is shared: callers never modify it. Fresh answers to
- * lookups without allow_stale are counted (ck__l1_hits); the others are
- * the caller's to count. */
-int ck__l1_get(ck__l1 *l, const char *scope, const char *key, size_t klen, int64_t now_ns,
-               int allow_stale, json_t **value, int *stale);
+/* Look up (scope, key); scope NULL is "any" (scope_len, strlen(scope), is
+ * then ignored). 1: found and fresh at now_ns (or, with allow_stale, still
+ * kept): *value is a new reference (NULL for a cached absence), *stale says
+ * whether it was past its freshness. 0: not there. The value is shared:
+ * callers never modify it. Fresh answers to lookups without allow_stale are
+ * counted (ck__l1_hits); the others are the caller's to count. */
+int ck__l1_get(ck__l1 *l, const char *scope, size_t scope_len, const char *key, size_t klen,
+               int64_t now_ns, int allow_stale, json_t **value, int *stale);
 
 /* The invalidation counter, read before the Redis read whose answer may be
  * inserted. */
@@ -48,8 +48,9 @@ uint64_t ck__l1_gen(ck__l1 *l);
  * over, NULL for an absence), fresh until fresh_ns and kept for a fallback
  * until keep_ns (CLOCK_MONOTONIC). Refused (value released) when an
  * invalidation happened since `gen` was read. */
-void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, const char *key, size_t klen,
-                const char kh[65], json_t *value, int64_t fresh_ns, int64_t keep_ns);
+void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, size_t scope_len, const char *key,
+                size_t klen, const char kh[65], json_t *value, int64_t fresh_ns,
+                int64_t keep_ns);
 
 /* Drop every scope of the key with this hash (64 hex digits). */
 void ck__l1_drop_kh(ck__l1 *l, const char *kh);
