@@ -64,8 +64,10 @@ size_t ck__key_lock(const ck__keyspace *ks, const char *scope, const char *kh, c
 size_t ck__key_tag(const ck__keyspace *ks, const char *th, char *buf);
 
 /* ---- stored formats (codec.c) ----
- * Envelope: {"v": <value or null>, "x": <logical expiry, unix ms>, "t": [tags]};
- * plain mode: the bare value, "null" for an absence. */
+ * Envelope: {"v": <value or null>, "x": <logical expiry, unix ms>, "t": [tags]},
+ * written as {"x":..,"t":[..],"v":..} so that a reader can split it by hand
+ * and parse only the value (any order is read); plain mode: the bare value,
+ * "null" for an absence. */
 char *ck__env_encode(const json_t *value, int64_t expiry_ms, const char *const *tags,
                      int plain, size_t *len);
 /* CK_OK: *value is a new reference, or NULL for a cached absence; *expiry_ms
@@ -73,6 +75,10 @@ char *ck__env_encode(const json_t *value, int64_t expiry_ms, const char *const *
  * bytes in it). */
 ck_status ck__env_decode(const char *s, size_t len, int plain, json_t **value,
                          int64_t *expiry_ms, char *why, size_t whylen);
+/* The same answer from a full parse of the text alone, without the split
+ * of ck__env_decode's fast path (the fuzz harness compares the two). */
+ck_status ck__env_decode_full(const char *s, size_t len, int plain, json_t **value,
+                              int64_t *expiry_ms, char *why, size_t whylen);
 /* Nesting depth of JSON text, counted without parsing (strings skipped). */
 int ck__json_depth(const char *s, size_t len);
 

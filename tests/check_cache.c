@@ -522,9 +522,14 @@ START_TEST(corrupt_entries_are_dropped_and_reloaded)
     for (int i = 0; i < 100; i++)
         deep[nd++] = ']';
     deep[nd] = '\0';
+    char deep_split[460];
+    snprintf(deep_split, sizeof deep_split, "{\"x\":5,\"t\":[],\"v\":%s}", deep);
+    /* the last four in the order the library writes (ck__env_split's path) */
     const char *payloads[] = { "{not json", "[1,2,3]", "{\"v\":1}", "{\"v\":1,\"x\":\"soon\"}",
                                "{\"v\":1,\"x\":5,\"t\":7}", "{\"v\":1,\"x\":1,\"y\":2,\"z\":3}",
-                               "\"just a string\"", "", deep, "{\"v\":1,\"x\":-5}" };
+                               "\"just a string\"", "", deep, "{\"v\":1,\"x\":-5}",
+                               "{\"x\":5,\"t\":[],\"v\":1,\"y\":2}", "{\"x\":5,\"t\":7,\"v\":1}",
+                               "{\"x\":-5,\"t\":[],\"v\":1}", deep_split };
     for (size_t i = 0; i < sizeof payloads / sizeof payloads[0] + 1; i++) {
         ck__ref r;
         json_t *v = NULL;
@@ -548,6 +553,55 @@ START_TEST(corrupt_entries_are_dropped_and_reloaded)
         json_decref(v);
         ck_assert_int_eq(atomic_load(&d->calls), before);
     }
+    ck_cache_free(k);
+    ck_client_free(c);
+}
+END_TEST
+
+/* The envelope is written value last ({"x":..,"t":[..],"v":..}), which a
+ * hit splits by hand to parse the value alone; an entry in another key
+ * order (an older writer's) is read all the same. */
+START_TEST(envelope_written_value_last)
+{
+    ck_client *c = client_for(ckt_shared_url(), CK_FAIL_OPEN);
+    ck_cache *k = cache_for(c, "t12", NULL);
+    const char *tags[] = { "tenant:1", "app", NULL };
+    json_t *v = json_pack("{s:s, s:[i,i]}", "name", "e", "list", 1, 2);
+    ck_get_info info;
+    ck__ref r;
+    db *d = db_new();
+
+    ck_assert_int_eq(ck_cache_set(k, "app", "user:e", v, tags), CK_OK);
+    ck_assert_int_eq(ck__cache_prep(k, "t", "app", "user:e", &r), CK_OK);
+    const char *get[] = { "GET", r.entry, NULL };
+    redisReply *rep = ckt_cmd_at(ckt_shared_url(), get);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+    ck_assert_msg(strncmp(rep->str, "{\"x\":", 5) == 0, "stored as %s", rep->str);
+    ck_assert_ptr_nonnull(strstr(rep->str, ",\"t\":[\"tenant:1\",\"app\"],\"v\":{"));
+    freeReplyObject(rep);
+    json_t *got = NULL;
+    ck_assert_int_eq(ck_cache_get(k, "app", "user:e", db_load, d, &got, &info), CK_OK);
+    ck_assert_int_eq(info.source, CK_SRC_REDIS);
+    ck_assert(json_equal(got, v));
+    json_decref(got);
+
+    /* the older key order, still fresh: a hit, no load */
+    char old[160];
+    snprintf(old, sizeof old, "{\"v\":{\"name\":\"o\"},\"x\":%lld,\"t\":[\"app\"]}",
+             (long long)(ck__wall_ms() + 600000));
+    const char *set[] = { "SET", r.entry, old, NULL };
+    freeReplyObject(ckt_cmd_at(ckt_shared_url(), set));
+    ck_assert_int_eq(ck_cache_get(k, "app", "user:e", db_load, d, &got, &info), CK_OK);
+    ck_assert_int_eq(info.source, CK_SRC_REDIS);
+    ck_assert_str_eq(json_string_value(json_object_get(got, "name")), "o");
+    json_decref(got);
+    /* a cached absence in both orders */
+    ck_assert_int_eq(ck_cache_set(k, "app", "user:e", NULL, NULL), CK_OK);
+    ck_assert_int_eq(ck_cache_get(k, "app", "user:e", db_load, d, &got, &info), CK_NOT_FOUND);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(atomic_load(&d->calls), 0);
+    json_decref(v);
     ck_cache_free(k);
     ck_client_free(c);
 }
@@ -629,6 +683,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, stampede_failed_leader_releases_followers);
     tcase_add_test(tc, stale_value_served_when_loader_fails);
     tcase_add_test(tc, corrupt_entries_are_dropped_and_reloaded);
+    tcase_add_test(tc, envelope_written_value_last);
     tcase_add_test(tc, json_depth_scan);
     tcase_add_test(tc, redis_down_fail_open_and_closed);
     suite_add_tcase(s, tc);

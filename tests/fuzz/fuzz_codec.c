@@ -189,6 +189,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         CKT_FUZZ_CHECK(value == NULL);
     }
+    {
+        /* the hand split of the envelope answers as the full parse does */
+        json_t *full = NULL;
+        int64_t xf = -1;
+        ck_status sf = ck__env_decode_full(s, len, plain, &full, &xf, NULL, 0);
+        CKT_FUZZ_CHECK(sf == st);
+        if (st == CK_OK) {
+            CKT_FUZZ_CHECK(xf == x);
+            CKT_FUZZ_CHECK((full == NULL) == (value == NULL));
+            CKT_FUZZ_CHECK(full == NULL || json_equal(full, value));
+        }
+        json_decref(full);
+    }
 
     if (st == CK_OK && mode <= 1) {
         /* re-encode (as a set would) and decode again */
