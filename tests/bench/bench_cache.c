@@ -127,40 +127,36 @@ typedef struct worker {
     pthread_t th;
     ck_cache *k;
     redisContext *raw;
+    int ck;             /* this window's side: ck_cache_get, or raw hiredis */
     long ops;
     atomic_int *go, *stop;
 } worker;
 
-static void *raw_main(void *arg)
+static void *worker_main(void *arg)
 {
     worker *w = arg;
     while (!atomic_load_explicit(w->go, memory_order_acquire))
         sched_yield();
-    for (w->ops = 0; !atomic_load_explicit(w->stop, memory_order_relaxed); w->ops++)
-        raw_get(w->raw);
-    return NULL;
-}
-
-static void *ck_main(void *arg)
-{
-    worker *w = arg;
-    while (!atomic_load_explicit(w->go, memory_order_acquire))
-        sched_yield();
-    for (w->ops = 0; !atomic_load_explicit(w->stop, memory_order_relaxed); w->ops++)
-        ck_get(w->k);
+    for (w->ops = 0; !atomic_load_explicit(w->stop, memory_order_relaxed); w->ops++) {
+        if (w->ck)
+            ck_get(w->k);
+        else
+            raw_get(w->raw);
+    }
     return NULL;
 }
 
 /* Calls per second of the THREADS workers over one window. */
-static double run_threads(worker *w, void *(*fn)(void *))
+static double run_threads(worker *w, int ck)
 {
     atomic_int go = 0, stop = 0;
     long ops = 0;
     double t;
     for (int i = 0; i < THREADS; i++) {
+        w[i].ck = ck;
         w[i].go = &go;
         w[i].stop = &stop;
-        pthread_create(&w[i].th, NULL, fn, &w[i]);
+        pthread_create(&w[i].th, NULL, worker_main, &w[i]);
     }
     t = now_s();
     atomic_store_explicit(&go, 1, memory_order_release);
@@ -187,15 +183,15 @@ static void bench_threads(const ck__url *u, ck_cache *k, int windows)
     }
     for (int round = 0; round < ROUNDS; round++) {
         double r_raw = 0, r_ck = 0;
-        for (int i = 0; i < windows; i++) {
-            if ((round + i) & 1) {
-                r_ck += run_threads(w, ck_main);
-                r_raw += run_threads(w, raw_main);
-            } else {
-                r_raw += run_threads(w, raw_main);
-                r_ck += run_threads(w, ck_main);
+        for (int i = 0; i < windows; i++)
+            for (int side = 0; side < 2; side++) {
+                int ck = side ^ ((round + i) & 1);
+                double r = run_threads(w, ck);
+                if (ck)
+                    r_ck += r;
+                else
+                    r_raw += r;
             }
-        }
         ratios[round] = r_ck / r_raw;
         s_raw += r_raw / windows;
         s_ck += r_ck / windows;
