@@ -260,7 +260,7 @@ ck_status ck__cache_check(ck_cache *k, const char *fn, const char *scope, const 
 {
     int plain = k->opt.key_hash == CK_KEY_PLAIN;
     /* the length is kept: the L1 lookup hashes the scope's bytes */
-    r->scope_len = scope != NULL ? ck__ident_len(scope, CK__IDENT_MAX) : 3;
+    r->scope_len = scope != NULL ? ck__ident_len(scope, CK__IDENT_MAX) : 0;
     if (scope != NULL &&
         (r->scope_len == 0 || (r->scope_len == 1 && (scope[0] == 's' || scope[0] == 't')))) {
         ck__log(ck__cache_logger(k), CK_LOG_ERROR,

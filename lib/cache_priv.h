@@ -41,7 +41,7 @@ struct ck_cache {
 /* One lookup's names: validated scope and key, key digest, entry key. */
 typedef struct ck__ref {
     const char *scope;  /* NULL = "any" */
-    size_t scope_len;   /* strlen(scope), 3 for NULL */
+    size_t scope_len;   /* strlen(scope); 0 for NULL */
     const char *key;
     size_t key_len;
     int hashed;         /* kh and entry are filled (ck__cache_check leaves them) */

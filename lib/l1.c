@@ -105,15 +105,18 @@ struct ck__l1 {
     ck__l1s *shards;
 };
 
+/* The scope a NULL scope stands for, as in the Redis keys. */
+static const char ck__l1_any[] = "any";
+
 /* The table's hash of (scope, key): eight bytes at a time, each word
  * folded in with one multiply (whose top bits, the shard, depend on every
  * bit folded so far; the low bits, the bucket, get the top half xored in),
  * the two lengths folded in first so that ("ab", "c") and ("a", "bc")
  * differ. Byte-at-a-time FNV-1a was a tenth of an L1 hit: one dependent
  * multiply per byte, 9.7 ns against 5.4 here for a 3-byte scope and a
- * 9-byte key. Not exposed to hash flooding from outside in any way that matters:
- * a chain only costs its own shard's lookups, and the shard's cap bounds
- * it. */
+ * 9-byte key. Not exposed to hash flooding from outside in any way that
+ * matters: a chain only costs its own shard's lookups, and the shard's cap
+ * bounds it. */
 static inline uint64_t ck__l1_fold(uint64_t h, uint64_t w)
 {
     h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
@@ -329,8 +332,8 @@ static json_t *ck__l1e_value(ck__l1e *e, unsigned slot)
 int ck__l1_get(ck__l1 *l, const char *scope, size_t scope_len, const char *key, size_t klen,
                int64_t now_ns, int allow_stale, json_t **value, int *stale)
 {
-    const char *sc = scope != NULL ? scope : "any";
-    size_t sl = scope != NULL ? scope_len : 3;
+    const char *sc = scope != NULL ? scope : ck__l1_any;
+    size_t sl = scope != NULL ? scope_len : sizeof ck__l1_any - 1;
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
     unsigned slot = ck__l1_slot();
@@ -378,8 +381,8 @@ void ck__l1_put(ck__l1 *l, uint64_t gen, const char *scope, size_t scope_len, co
                 size_t klen, const char kh[65], json_t *value, int64_t fresh_ns,
                 int64_t keep_ns)
 {
-    const char *sc = scope != NULL ? scope : "any";
-    size_t sl = scope != NULL ? scope_len : 3;
+    const char *sc = scope != NULL ? scope : ck__l1_any;
+    size_t sl = scope != NULL ? scope_len : sizeof ck__l1_any - 1;
     uint64_t h = ck__l1_hash(sc, sl, key, klen);
     ck__l1s *s = ck__l1_shard(l, h);
     /* 64-byte aligned (aligned_alloc wants a multiple of it): what a hit
