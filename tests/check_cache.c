@@ -596,7 +596,7 @@ START_TEST(envelope_written_value_last)
     ck_assert_int_eq(info.source, CK_SRC_REDIS);
     ck_assert_str_eq(json_string_value(json_object_get(got, "name")), "o");
     json_decref(got);
-    /* a cached absence in both orders */
+    /* a cached absence: "v":null, split the same way */
     ck_assert_int_eq(ck_cache_set(k, "app", "user:e", NULL, NULL), CK_OK);
     ck_assert_int_eq(ck_cache_get(k, "app", "user:e", db_load, d, &got, &info), CK_NOT_FOUND);
     ck_assert_ptr_null(got);
