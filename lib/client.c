@@ -444,6 +444,8 @@ static ck_status ck__lease_connect(ck_client *c, ck__lease *l)
     want_info = c->want_info;
     pthread_mutex_unlock(&c->mu);
     st = ck__conn_open(&c->url, deadline, &c->log, &want_info, &evicting, &cn, &why, &sys_err);
+    if (st == CK_OK)
+        ck__conn_read_timeout(cn, c->opt.command_timeout_ms);
     pthread_mutex_lock(&c->mu);
     if (st != CK_OK) {
         c->n_open--;

@@ -4,8 +4,9 @@
  * that drips a byte every 80 ms keeps a 100 ms-timeout call busy forever. So
  * we own the loop: send()/recv() with MSG_DONTWAIT (the socket itself stays
  * blocking for ck_client_run's hiredis calls), poll() against one absolute
- * CLOCK_MONOTONIC deadline, and hiredis only as the RESP codec. MSG_NOSIGNAL
- * keeps SIGPIPE out of the host. */
+ * CLOCK_MONOTONIC deadline, and hiredis only as the RESP codec. The first
+ * read of a reply may block instead, bounded by the socket's SO_RCVTIMEO
+ * (ck__conn_read_timeout). MSG_NOSIGNAL keeps SIGPIPE out of the host. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -281,14 +283,25 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
         if (wait_first) {
             /* right after the send nothing can be there yet: a recv()
              * would only say EAGAIN, so wait first (one syscall saved) */
-            int rev = ck__wait(ctx->fd, POLLIN, deadline_ns);
             wait_first = 0;
-            if (rev == 0)
-                return CK__FAIL_TIMEOUT;
-            if (rev < 0 || (rev & POLLNVAL))
-                return CK__FAIL_IO;
+            if (cn->rcvtimeo_ns > 0 && deadline_ns - ck__now_ns() >= cn->rcvtimeo_ns - 1000000) {
+                /* the whole timeout is ahead (less 1 ms): a blocking recv()
+                 * waits and reads in one syscall, and its SO_RCVTIMEO ends it
+                 * at most 1 ms and the kernel's rounding up (one tick) past
+                 * the deadline; if it does, the loop below finds the
+                 * deadline passed */
+                n = recv(ctx->fd, buf, sizeof buf, 0);
+            } else {
+                int rev = ck__wait(ctx->fd, POLLIN, deadline_ns);
+                if (rev == 0)
+                    return CK__FAIL_TIMEOUT;
+                if (rev < 0 || (rev & POLLNVAL))
+                    return CK__FAIL_IO;
+                n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
+            }
+        } else {
+            n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
         }
-        n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n > 0) {
             got += (size_t)n;
             *received += (size_t)n;
@@ -313,6 +326,19 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
         }
         return CK__FAIL_IO;
     }
+}
+
+void ck__conn_read_timeout(ck__conn *cn, int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    /* ck_client_run's hiredis reads block on the same socket: each starts
+     * after its call's deadline was set to now + ms, so this timeout never
+     * ends one before the library's timer shuts the socket down */
+    if (setsockopt(cn->ctx->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+        cn->rcvtimeo_ns = ck__ms_to_ns(ms);
 }
 
 /* Decimal digits of v. */

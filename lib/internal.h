@@ -115,6 +115,8 @@ typedef struct ck__conn {
     int clean;                    /* its last use was the library's own command,
                                      answered and read in full: the server has
                                      nothing more to send on it but EOF */
+    int64_t rcvtimeo_ns;          /* the socket's SO_RCVTIMEO, 0: none (see
+                                     ck__conn_read_timeout) */
 } ck__conn;
 typedef struct ck__io {
     int sent;          /* every command byte was handed to the kernel */
@@ -128,6 +130,11 @@ const char *ck__fail_str(ck__fail f);
 ck_status ck__conn_open(const ck__url *u, int64_t deadline_ns, const ck__logger *lg,
                         int *want_info, int *evicting, ck__conn **out, ck__fail *why,
                         int *sys_err);
+/* Give the socket a read timeout of `ms`, the command timeout of the calls
+ * that will use it: the first read of a reply then blocks in recv() instead
+ * of poll() and recv(). Without it (the default; or if setsockopt fails)
+ * every read polls. */
+void ck__conn_read_timeout(ck__conn *cn, int ms);
 void ck__conn_free(ck__conn *cn);
 /* 1 when the pooled connection may be reused: no error, nothing buffered,
  * and, when ask_socket, no hang-up or stray bytes on the socket (a poll()). */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 
@@ -91,6 +93,39 @@ START_TEST(run_returns_fn_status)
     ck_assert_int_eq(ck_client_ping(NULL), CK_E_INVALID);
     ck_client_free(c);
     ck_client_free(NULL);
+}
+END_TEST
+
+static ck_status rcvtimeo_fn(redisContext *ctx, void *user)
+{
+    struct timeval tv;
+    socklen_t len = sizeof tv;
+    ck_assert_int_eq(getsockopt(ctx->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len), 0);
+    *(long long *)user = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return CK_OK;
+}
+
+/* A pooled connection's socket reads with the command timeout (the first
+ * read of a reply blocks in recv() instead of poll() and recv(); the
+ * deadline tests of check_faults show it never outlasts a call's deadline):
+ * TCP and unix alike. */
+START_TEST(connections_read_with_the_command_timeout)
+{
+    char url[256];
+    snprintf(url, sizeof url, "unix://%s", ckt_shared_sock());
+    for (int i = 0; i < 2; i++) {
+        ck_options o;
+        ck_client *c = NULL;
+        long long ms = -1;
+        ckt_options(&o, i == 0 ? ckt_shared_url() : url);
+        o.command_timeout_ms = 1234;
+        ck_assert_int_eq(ck_client_new(&o, &c), CK_OK);
+        ck_assert_int_eq(ck_client_run(c, rcvtimeo_fn, &ms), CK_OK);
+        /* the kernel keeps it in ticks (HZ 100-1000), rounded up */
+        ck_assert_int_ge(ms, 1234);
+        ck_assert_int_le(ms, 1244);
+        ck_client_free(c);
+    }
 }
 END_TEST
 
@@ -367,6 +402,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, ping_tcp_and_unix);
     tcase_add_test(tc, url_from_environment);
     tcase_add_test(tc, run_returns_fn_status);
+    tcase_add_test(tc, connections_read_with_the_command_timeout);
     tcase_add_test(tc, bad_urls_are_invalid_and_logged);
     tcase_add_test(tc, bad_options_are_invalid);
     tcase_add_test(tc, password_auth_and_no_leak);
