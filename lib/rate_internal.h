@@ -13,12 +13,16 @@
  *   OOM, paused by CLIENT PAUSE WRITE), the multi-rule check.
  * ck__rate_peek_script: the same body under "#!lua flags=no-writes"; it
  *   takes the same arguments and never reaches a write command.
+ * ck__rate_log_script: "#!lua", the check of one sliding-log rule alone
+ *   (KEYS = {log}, ARGV = {cost, window_ms, limit}); replies the remaining
+ *   count alone, an integer, when it admits a cost > 0.
  * ck__slots_script: acquire / touch / release of concurrency slots.
  * ck__rate_lua_bounds: the Lua text defining `bounds(algo, win_us, off_us,
  *   t_us)` (and `civil`, `fdiv`) that both rate scripts start with; tests run
  *   it with EVAL to compare it with the C version below. */
 extern ck__script ck__rate_check_script;
 extern ck__script ck__rate_peek_script;
+extern ck__script ck__rate_log_script;
 extern ck__script ck__slots_script;
 extern const char ck__rate_lua_bounds[];
 /* Assemble the rate scripts' sources (once); before any use of them. */

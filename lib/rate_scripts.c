@@ -19,9 +19,8 @@
  * ARGV (rate): mode ('c' check, 'p' peek), cost, then one "algo window_ms
  *   utc_offset_min limit" per rule (window 0 for calendar rules, offset 0
  *   unless fixed or calendar).
- * A check of a single sliding-log rule (the most common and the most
- *   expensive one) is sent as KEYS = {log}, ARGV = {mode, cost, window_ms,
- *   limit} and answered by a short path through the same log_rule().
+ * A check (not a peek) of a single sliding-log rule goes to a script of
+ *   its own (CK__LUA_RATE_LOG_ONE) running the same code.
  * Reply: {allowed, rule, limit, remaining, retry_after_ms, reset_after_ms}.
  *
  * A rule's hash: s = "algo window offset" (its signature: a rule whose
@@ -83,6 +82,11 @@
     "  end\n" \
     "end\n"
 
+/* now: Redis's clock, integer microseconds */
+#define CK__LUA_NOW \
+    "local tm = redis.call('TIME')\n" \
+    "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"
+
 #define CK__LUA_PRELUDE \
     "local floor, ceil, fmt = math.floor, math.ceil, string.format\n" \
     "local DAY = 86400000000\n"
@@ -98,11 +102,14 @@
  * most that many expired entries wait), and the TTL (two windows) is
  * renewed by the first entry of each window-long bucket: most checks write
  * only ZADD.
- * log_rule(lk, win, lim) -> ok, rem, wait, reset, and when ok what
- * log_commit(lk, ...) writes: t, member, prune (anchor time string or
- * false), ttl (ms or false). */
-#define CK__LUA_RATE_LOG \
-    "local function log_rule(lk, win, lim)\n" \
+ * CK__LUA_LOG_RULE is a block, not a function, so that the one-rule script
+ * runs it inline (creating the closure and its upvalues on every call cost
+ * Redis more than the call saves): from lk, win, lim and the script's now,
+ * cost and charge it sets the caller's locals ok, rem, wait, reset and, when
+ * ok, what CK__LUA_LOG_COMMIT writes: lt (the entry's time), lm (its
+ * member), lp (the anchor to prune to, or false), lttl (ms, or false). */
+#define CK__LUA_LOG_RULE \
+    "do\n" \
     "  local t, tot, last, base, anchor = now, 0, 0, 0, false\n" \
     "  local nw = redis.call('ZRANGE', lk, '-1', '-1')[1]\n" \
     "  if nw then\n" \
@@ -120,45 +127,57 @@
     "    end\n" \
     "  end\n" \
     "  local used = tot - base\n" \
-    "  local reset = 0\n" \
+    "  reset = 0\n" \
     "  if used > 0 then reset = last + win - t end\n" \
-    "  if used + cost <= lim then\n" \
+    "  ok = used + cost <= lim\n" \
+    "  if ok then\n" \
     "    if charge > 0 then reset = win end\n" \
-    "    local p, prune, ttl = floor(lim / 8) + 1, false, false\n" \
-    "    if anchor and floor((tot + cost) / p) > floor(tot / p) then prune = anchor end\n" \
-    "    if tot == 0 or floor(t / win) ~= floor(last / win) then ttl = ceil(2 * win / 1000) + 1 end\n" \
-    "    local rem = lim - used - charge\n" \
-    "    if rem < 0 then rem = 0 end\n" \
-    "    return true, rem, 0, reset, t, fmt('%d:%d', tot + cost, t), prune, ttl\n" \
-    "  end\n" \
-    "  local wait = -1\n" \
-    "  if cost <= lim then\n" \
-    /*   the entry whose expiry frees enough: the oldest whose running total
-     *   reaches base + used + cost - lim; totals grow with rank, so look at
-     *   the oldest live entry, then bisect */ \
-    "    local target = base + used + cost - lim\n" \
-    "    local lo = redis.call('ZCOUNT', lk, '-inf', fmt('%d', cut))\n" \
-    "    local e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
-    "    if tonumber(string.match(e, '^%d+')) < target then\n" \
-    "      local hi = redis.call('ZCARD', lk) - 1\n" \
-    "      lo = lo + 1\n" \
-    "      while lo < hi do\n" \
-    "        local mid = floor((lo + hi) / 2)\n" \
-    "        e = redis.call('ZRANGE', lk, fmt('%d', mid), fmt('%d', mid))[1]\n" \
-    "        if tonumber(string.match(e, '^%d+')) >= target then hi = mid else lo = mid + 1 end\n" \
+    "    local p = floor(lim / 8) + 1\n" \
+    "    lt, lm, lp, lttl = t, fmt('%d:%d', tot + cost, t), false, false\n" \
+    "    if anchor and floor((tot + cost) / p) > floor(tot / p) then lp = anchor end\n" \
+    "    if tot == 0 or floor(t / win) ~= floor(last / win) then lttl = ceil(2 * win / 1000) + 1 end\n" \
+    "    rem, wait = lim - used - charge, 0\n" \
+    "  else\n" \
+    "    wait = -1\n" \
+    "    if cost <= lim then\n" \
+    /*     the entry whose expiry frees enough: the oldest whose running
+     *     total reaches base + used + cost - lim; totals grow with rank, so
+     *     look at the oldest live entry, then bisect */ \
+    "      local target = base + used + cost - lim\n" \
+    "      local lo = redis.call('ZCOUNT', lk, '-inf', fmt('%d', cut))\n" \
+    "      local e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
+    "      if tonumber(string.match(e, '^%d+')) < target then\n" \
+    "        local hi = redis.call('ZCARD', lk) - 1\n" \
+    "        lo = lo + 1\n" \
+    "        while lo < hi do\n" \
+    "          local mid = floor((lo + hi) / 2)\n" \
+    "          e = redis.call('ZRANGE', lk, fmt('%d', mid), fmt('%d', mid))[1]\n" \
+    "          if tonumber(string.match(e, '^%d+')) >= target then hi = mid else lo = mid + 1 end\n" \
+    "        end\n" \
+    "        e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
     "      end\n" \
-    "      e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
+    "      wait = tonumber(string.match(e, ':(%d+)$')) + win - t\n" \
     "    end\n" \
-    "    wait = tonumber(string.match(e, ':(%d+)$')) + win - t\n" \
+    "    rem = lim - used\n" \
     "  end\n" \
-    "  local rem = lim - used\n" \
     "  if rem < 0 then rem = 0 end\n" \
-    "  return false, rem, wait, reset\n" \
+    "end\n"
+
+#define CK__LUA_LOG_COMMIT \
+    "if lp then redis.call('ZREMRANGEBYSCORE', lk, '-inf', '(' .. string.match(lp, ':(%d+)$')) end\n" \
+    "redis.call('ZADD', lk, fmt('%d', lt), lm)\n" \
+    "if lttl then redis.call('PEXPIRE', lk, fmt('%d', lttl)) end\n"
+
+/* The multi-rule script's view of the same: functions, called once per
+ * sliding-log rule. */
+#define CK__LUA_RATE_LOG \
+    "local function log_rule(lk, win, lim)\n" \
+    "local ok, rem, wait, reset, lt, lm, lp, lttl\n" \
+    CK__LUA_LOG_RULE \
+    "return ok, rem, wait, reset, lt, lm, lp, lttl\n" \
     "end\n" \
-    "local function log_commit(lk, t, member, prune, ttl)\n" \
-    "  if prune then redis.call('ZREMRANGEBYSCORE', lk, '-inf', '(' .. string.match(prune, ':(%d+)$')) end\n" \
-    "  redis.call('ZADD', lk, fmt('%d', t), member)\n" \
-    "  if ttl then redis.call('PEXPIRE', lk, fmt('%d', ttl)) end\n" \
+    "local function log_commit(lk, lt, lm, lp, lttl)\n" \
+    CK__LUA_LOG_COMMIT \
     "end\n"
 
 /* Replies are {allowed, rule, limit, remaining, retry_after_ms,
@@ -169,21 +188,8 @@
     "local commit = mode == 'c' and cost > 0\n" \
     "local charge = 0\n" \
     "if mode == 'c' then charge = cost end\n" \
-    "local tm = redis.call('TIME')\n" \
-    "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n" \
+    CK__LUA_NOW \
     CK__LUA_RATE_LOG \
-    /* the common case, one sliding-log rule, comes without the multi-rule
-     * machinery: KEYS = {log}, ARGV = {mode, cost, window_ms, limit} */ \
-    "if #KEYS == 1 then\n" \
-    "  local lim = tonumber(ARGV[4])\n" \
-    "  local ok, rem, wait, reset, t, member, prune, ttl = log_rule(KEYS[1], tonumber(ARGV[3]) * 1000, lim)\n" \
-    "  if not ok then\n" \
-    "    if wait > 0 then wait = ceil(wait / 1000) end\n" \
-    "    return {0, 0, lim, rem, wait, ceil(reset / 1000)}\n" \
-    "  end\n" \
-    "  if commit then log_commit(KEYS[1], t, member, prune, ttl) end\n" \
-    "  return {1, -1, lim, rem, 0, ceil(reset / 1000)}\n" \
-    "end\n" \
     "local ok_all, retry = true, 0\n" \
     "local rep, rep_lim, rep_rem, rep_reset = -1, 0, 0, 0\n" \
     "local todo = {}\n" \
@@ -311,32 +317,59 @@
     "if ok_all then rep = -1 end\n" \
     "return {ok_all and 1 or 0, rep, rep_lim, rep_rem, rms, ceil(rep_reset / 1000)}\n"
 
+/* The check of one sliding-log rule, the most common and the most
+ * expensive check, without the multi-rule machinery. KEYS = {log},
+ * ARGV = {cost, window_ms, limit}. An admitted charge replies remaining
+ * alone, an integer: the caller knows the rest (rule -1, limit, no wait,
+ * reset = the window), and a six-element reply cost Redis and the client
+ * more than any other part of the check but the reads. Anything else
+ * replies as the multi-rule script does. */
+#define CK__LUA_RATE_LOG_ONE \
+    "local cost = tonumber(ARGV[1])\n" \
+    "local charge = cost\n" \
+    CK__LUA_NOW \
+    "local lk, win, lim = KEYS[1], tonumber(ARGV[2]) * 1000, tonumber(ARGV[3])\n" \
+    "local ok, rem, wait, reset, lt, lm, lp, lttl\n" \
+    CK__LUA_LOG_RULE \
+    "if not ok then\n" \
+    "  if wait > 0 then wait = ceil(wait / 1000) end\n" \
+    "  return {0, 0, lim, rem, wait, ceil(reset / 1000)}\n" \
+    "end\n" \
+    "if cost == 0 then return {1, -1, lim, rem, 0, ceil(reset / 1000)} end\n" \
+    CK__LUA_LOG_COMMIT \
+    "return rem\n"
+
 const char ck__rate_lua_bounds[] = CK__LUA_PRELUDE CK__LUA_BOUNDS;
 
-/* The two rate scripts are longer than the 4095 bytes a C string literal may
+/* The rate scripts are longer than the 4095 bytes a C string literal may
  * portably have, so they are assembled once from their parts. */
 static const char *const ck__rate_parts[] = {
-    CK__LUA_PRELUDE, CK__LUA_RATE_HEAD, CK__LUA_RATE_COUNTERS, CK__LUA_RATE_TAIL,
+    CK__LUA_PRELUDE, CK__LUA_RATE_HEAD, CK__LUA_RATE_COUNTERS, CK__LUA_RATE_TAIL, NULL,
+};
+static const char *const ck__rate_log_parts[] = {
+    CK__LUA_PRELUDE, CK__LUA_RATE_LOG_ONE, NULL,
 };
 #define CK__RATE_SRC_MAX 16384
 static char ck__rate_check_src[CK__RATE_SRC_MAX];
 static char ck__rate_peek_src[CK__RATE_SRC_MAX];
+static char ck__rate_log_src[CK__RATE_SRC_MAX];
 static pthread_once_t ck__rate_once = PTHREAD_ONCE_INIT;
 
 ck__script ck__rate_check_script = {"rate_check", NULL, {0}};
 ck__script ck__rate_peek_script = {"rate_peek", NULL, {0}};
+ck__script ck__rate_log_script = {"rate_log", NULL, {0}};
 
-static void ck__rate_assemble(char *dst, const char *shebang)
+static void ck__rate_assemble(char *dst, const char *shebang, const char *const *parts)
 {
     size_t n = strlen(shebang);
 
     memcpy(dst, shebang, n);
-    for (size_t i = 0; i < sizeof ck__rate_parts / sizeof ck__rate_parts[0]; i++) {
-        size_t m = strlen(ck__rate_parts[i]);
+    for (; *parts != NULL; parts++) {
+        size_t m = strlen(*parts);
 
         if (n + m >= CK__RATE_SRC_MAX)
             abort(); /* a build-time constant: caught by every test run */
-        memcpy(dst + n, ck__rate_parts[i], m);
+        memcpy(dst + n, *parts, m);
         n += m;
     }
     dst[n] = '\0';
@@ -344,10 +377,12 @@ static void ck__rate_assemble(char *dst, const char *shebang)
 
 static void ck__rate_scripts_once(void)
 {
-    ck__rate_assemble(ck__rate_check_src, "#!lua\n");
-    ck__rate_assemble(ck__rate_peek_src, "#!lua flags=no-writes\n");
+    ck__rate_assemble(ck__rate_check_src, "#!lua\n", ck__rate_parts);
+    ck__rate_assemble(ck__rate_peek_src, "#!lua flags=no-writes\n", ck__rate_parts);
+    ck__rate_assemble(ck__rate_log_src, "#!lua\n", ck__rate_log_parts);
     ck__rate_check_script.src = ck__rate_check_src;
     ck__rate_peek_script.src = ck__rate_peek_src;
+    ck__rate_log_script.src = ck__rate_log_src;
 }
 
 void ck__rate_scripts_init(void)

@@ -242,10 +242,22 @@ static ck_status ck__rate_fallback(ck_client *c, ck_status st, const char *key, 
 
 /* The script's reply: {allowed, rule, limit, remaining, retry_after_ms,
  * reset_after_ms}. */
-static ck_status ck__rate_parse(const redisReply *r, ck_rate_result *out)
+/* one: the rule of a check by ck__rate_log_script, whose admitted charge
+ * replies the remaining count alone (else NULL) */
+static ck_status ck__rate_parse(const redisReply *r, const ck_rate_rule *one, ck_rate_result *out)
 {
     long long v[6];
 
+    if (one != NULL && r->type == REDIS_REPLY_INTEGER) {
+        out->allowed = 1;
+        out->rule = -1;
+        out->limit = one->limit;
+        out->remaining = r->integer;
+        out->retry_after_ms = 0;
+        out->reset_after_ms = one->window_ms;
+        out->degraded = 0;
+        return CK_OK;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
         return CK_E_PROTOCOL;
     for (int i = 0; i < 6; i++) {
@@ -272,6 +284,7 @@ static ck_status ck__rate_run(ck_client *c, const char *fn, const char *key,
     size_t arglens[2 + CK_RATE_MAX_RULES], keylen = 0;
     const char *bad;
     ck__rate_keys k;
+    const ck_rate_rule *one; /* a check of one sliding-log rule: ck__rate_log_script */
     redisReply *r = NULL;
     int amb = 0;
     ck_status st;
@@ -296,6 +309,7 @@ static ck_status ck__rate_run(ck_client *c, const char *fn, const char *key,
      * that it stays exact in Lua */
     if (cost > CK_RATE_MAX_LIMIT)
         cost = CK_RATE_MAX_LIMIT + 1;
+    one = commit && n_rules == 1 && rules[0].algo == CK_RL_SLIDING_LOG ? rules : NULL;
     args[0] = commit ? "c" : "p";
     arglens[0] = 1;
     arglens[1] = ck__i64(costbuf, commit ? cost : (int64_t)1);
@@ -322,15 +336,16 @@ static ck_status ck__rate_run(ck_client *c, const char *fn, const char *key,
         ck__script *script = commit ? &ck__rate_check_script : &ck__rate_peek_script;
         unsigned flags = commit ? CK__CMD_WRITE : 0;
 
-        if (n_rules == 1 && rules[0].algo == CK_RL_SLIDING_LOG) {
-            /* the script's short path: KEYS = {log}, ARGV = {mode, cost, window, limit} */
+        if (one != NULL) {
+            /* KEYS = {log}, ARGV = {cost, window, limit} */
             char win[24], lim[24];
 
             args[2] = win;
             arglens[2] = ck__i64(win, rules[0].window_ms);
             args[3] = lim;
             arglens[3] = ck__i64(lim, rules[0].limit);
-            st = ck__eval(c, script, 1, k.keys + 1, k.lens + 1, 4, args, arglens, flags, &r, &amb);
+            st = ck__eval(c, &ck__rate_log_script, 1, k.keys + 1, k.lens + 1, 3, args + 1,
+                          arglens + 1, flags, &r, &amb);
         } else {
             st = ck__eval(c, script, k.n, k.keys, k.lens, 2 + (int)n_rules, args, arglens, flags,
                           &r, &amb);
@@ -346,7 +361,7 @@ static ck_status ck__rate_run(ck_client *c, const char *fn, const char *key,
                 st = CK_E_PROTOCOL;
             ck__log_sanitize(e, sizeof e, r->str, r->len);
             ck__log(ck__client_logger(c), CK_LOG_ERROR, "%s: redis error: %s", fn, e);
-        } else if ((st = ck__rate_parse(r, out)) != CK_OK) {
+        } else if ((st = ck__rate_parse(r, one, out)) != CK_OK) {
             ck__log(ck__client_logger(c), CK_LOG_ERROR, "%s: unexpected reply from the script", fn);
         }
     } else if (amb && commit) {

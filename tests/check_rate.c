@@ -627,6 +627,43 @@ START_TEST(sliding_log_retry_is_exact)
 }
 END_TEST
 
+/* A check of one sliding-log rule runs a script of its own whose admitted
+ * charge replies the remaining count alone: every field the caller gets is
+ * the one the multi-rule script gives for the same history (a second rule
+ * that never binds sends the same log through it). Fields that count down
+ * with time may differ by the time between the two checks. */
+START_TEST(one_log_rule_answers_as_the_general_script)
+{
+    ck_client *c = rate_client(ckt_shared_url(), CK_FAIL_OPEN, NULL);
+    const int64_t W = 3600000, costs[] = { 3, 0, 5, 2, 1, 0, 4, 11 };
+    ck_rate_rule two[2] = { { CK_RL_SLIDING_LOG, 10, W, 0 },
+                            { CK_RL_FIXED, CK_RATE_MAX_LIMIT, W, 0 } };
+    ck_rate_result a, b;
+    char ka[64], kb[64];
+    unique_key(ka, sizeof ka, "one");
+    unique_key(kb, sizeof kb, "two");
+    for (size_t i = 0; i < sizeof costs / sizeof costs[0]; i++) {
+        ck_assert_int_eq(ck_rate_check(c, ka, two, 1, costs[i], &a), CK_OK);
+        ck_assert_int_eq(ck_rate_check(c, kb, two, 2, costs[i], &b), CK_OK);
+        ck_assert_msg(a.allowed == b.allowed && a.rule == b.rule && a.limit == b.limit &&
+                          a.remaining == b.remaining && a.degraded == 0 && b.degraded == 0,
+                      "cost %lld: one rule {%d %d %lld %lld}, two rules {%d %d %lld %lld}",
+                      (long long)costs[i], a.allowed, a.rule, (long long)a.limit,
+                      (long long)a.remaining, b.allowed, b.rule, (long long)b.limit,
+                      (long long)b.remaining);
+        ck_assert_int_le(llabs(a.retry_after_ms - b.retry_after_ms), 1000);
+        ck_assert_int_le(llabs(a.reset_after_ms - b.reset_after_ms), 1000);
+        if (a.allowed && costs[i] > 0)
+            ck_assert_int_eq(a.reset_after_ms, W); /* the integer reply's reset */
+    }
+    /* the history above: 3, 5 and 2 admitted; 1 and 4 denied; 11 never */
+    ck_assert_int_eq(a.allowed, 0);
+    ck_assert_int_eq(a.retry_after_ms, -1);
+    ck_assert_int_eq(a.remaining, 0);
+    ck_client_free(c);
+}
+END_TEST
+
 /* Sliding window: the previous bucket keeps weighing in the next one, and
  * its key lives two windows. */
 START_TEST(sliding_window_weighted_and_waits)
@@ -1315,6 +1352,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, cost_handling);
     tcase_add_test(tc, gcra_burst_and_refill);
     tcase_add_test(tc, sliding_log_retry_is_exact);
+    tcase_add_test(tc, one_log_rule_answers_as_the_general_script);
     tcase_add_test(tc, sliding_window_weighted_and_waits);
     tcase_add_test(tc, calendar_resets_at_local_instant);
     tcase_add_test(tc, calendar_arithmetic_matches_libc);

@@ -834,8 +834,9 @@ START_TEST(scripts_are_pinned)
         { "lock_acquire", "204a116dc90e1ebd631ad69a14e2d74e08eb51ee", &ck__lock_acquire_script },
         { "lock_extend", "ec1a63aa32ebb77d4396c8d1df48157706d7979a", &ck__lock_extend_script },
         { "lock_release", "d90ba8d5e88fc42ea74c452eb5491e9ce3006cc6", &ck__lock_release_script },
-        { "rate_check", "914a58577363df7582d14b797c7842e354184a40", &ck__rate_check_script },
-        { "rate_peek", "1447588adb62d295b4dd9a26a67b25c8887f8d42", &ck__rate_peek_script },
+        { "rate_check", "1bb2097afa717c28380630bab9fdf36ccfc4aad6", &ck__rate_check_script },
+        { "rate_peek", "32ebdaf2c63abac234403b5770563b4508565c1b", &ck__rate_peek_script },
+        { "rate_log", "43241897e3cf35c721cc45b86427f6e8759b8390", &ck__rate_log_script },
         { "slots", "1e8dbcce92d0cebbf65aae6960dec60b7d9d52ff", &ck__slots_script },
     };
     size_t npins = sizeof pins / sizeof pins[0];
@@ -847,7 +848,7 @@ START_TEST(scripts_are_pinned)
     ck_cache *k = NULL;
     json_t *v = NULL;
     ck_lock *lk = NULL;
-    ck_rate_rule rule = { CK_RL_GCRA, 10, 1000, 0 };
+    ck_rate_rule rule = { CK_RL_GCRA, 10, 1000, 0 }, log_rule = { CK_RL_SLIDING_LOG, 10, 1000, 0 };
     ck_rate_result rr;
     char sha[41];
 
@@ -883,6 +884,7 @@ START_TEST(scripts_are_pinned)
     ck_assert_int_eq(ck_lock_release(lk), CK_OK);
     ck_assert_int_eq(ck_rate_check(c, "pins", &rule, 1, 1, &rr), CK_OK);
     ck_assert_int_eq(ck_rate_peek(c, "pins", &rule, 1, &rr), CK_OK);
+    ck_assert_int_eq(ck_rate_check(c, "pins", &log_rule, 1, 1, &rr), CK_OK); /* rate_log */
     ck_assert_int_eq(ck_slots_acquire(c, "pins", 2, "h", 1000, &rr), CK_OK);
 
     /* the server holds exactly the pinned scripts, no other */
