@@ -690,6 +690,47 @@ START_TEST(threads_share_no_reference_count)
 }
 END_TEST
 
+/* The tier's tables start small and double as entries come (l1.c): after
+ * several doublings every entry is still found by (scope, key) and by its
+ * key hash, and nothing else is. The tier alone, no Redis. */
+START_TEST(tables_grow_and_stay_exact)
+{
+    enum { N = 5000 };
+    ck__l1 *l = ck__l1_new(100000);
+    char key[32], kh[65];
+    int64_t far = ck__l1_now() + (int64_t)3600 * 1000000000;
+    ck_assert_ptr_nonnull(l);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(kh, sizeof kh, "%016x%048d", (unsigned)i * 2654435761u, i);
+        ck__l1_put(l, ck__l1_gen(l), "s", 1, key, strlen(key), kh, json_integer(i), far, far);
+    }
+    ck_assert_uint_eq(ck__l1_count(l), N);
+    /* by key hash: every even entry goes */
+    for (int i = 0; i < N; i += 2) {
+        snprintf(kh, sizeof kh, "%016x%048d", (unsigned)i * 2654435761u, i);
+        ck__l1_drop_kh(l, kh);
+    }
+    ck_assert_uint_eq(ck__l1_count(l), N / 2);
+    for (int i = 0; i < N; i++) {
+        json_t *v = NULL;
+        int stale = -1, found;
+        snprintf(key, sizeof key, "k%d", i);
+        found = ck__l1_get(l, "s", 1, key, strlen(key), ck__l1_now(), 0, &v, &stale);
+        ck_assert_int_eq(found, i % 2);
+        if (found) {
+            ck_assert_int_eq(json_integer_value(v), i);
+            ck_assert_int_eq(stale, 0);
+        }
+        json_decref(v);
+        /* the same bytes split otherwise are another entry */
+        ck_assert_int_eq(ck__l1_get(l, "sk", 2, key + 1, strlen(key) - 1, ck__l1_now(), 0, &v,
+                                    &stale), 0);
+    }
+    ck__l1_free(l);
+}
+END_TEST
+
 Suite *ckt_suite(void)
 {
     Suite *s = suite_create("l1");
@@ -704,6 +745,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, no_stale_refill_after_invalidation);
     tcase_add_test(tc, hostile_messages_clear_l1);
     tcase_add_test(tc, threads_share_no_reference_count);
+    tcase_add_test(tc, tables_grow_and_stay_exact);
     suite_add_tcase(s, tc);
     return s;
 }
