@@ -85,10 +85,12 @@ CACHEKIT_API ck_status ck_client_ping(ck_client *c);
 
 /**
  * A function run by ck_client_run() with a live, lent connection.
- * `ctx` is in blocking mode; use the ordinary hiredis calls
- * (redisCommandArgv, redisGetReply, ...). Read every reply you ask for, and
- * leave the connection as you found it: no SELECT, SUBSCRIBE, MONITOR or
- * unfinished MULTI. Do not keep `ctx` past the call, close it or free it.
+ * `ctx` is in blocking mode (its socket has SO_RCVTIMEO = command_timeout_ms,
+ * which the call's deadline below always reaches first); use the ordinary
+ * hiredis calls (redisCommandArgv, redisGetReply, ...). Read every reply
+ * you ask for, and leave the connection as you found it: no SELECT,
+ * SUBSCRIBE, MONITOR or unfinished MULTI. Do not keep `ctx` past the call,
+ * close it or free it.
  * When the call's deadline passes, the library shuts the socket down and
  * the pending hiredis call returns an error. An array reply announcing more
  * elements than max_reply_bytes / 3 (more than could fit in that many
