@@ -261,6 +261,7 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
 {
     redisContext *ctx = cn->ctx;
     size_t got = 0;
+    int block = 0; /* the next recv() may block (the first one only) */
     char buf[CK__RECV_CHUNK];
 
     *out = NULL;
@@ -282,26 +283,23 @@ static ck__fail ck__read_reply(ck__conn *cn, int64_t deadline_ns, size_t max_byt
             return CK__FAIL_TOO_LARGE;
         if (wait_first) {
             /* right after the send nothing can be there yet: a recv()
-             * would only say EAGAIN, so wait first (one syscall saved) */
+             * would only say EAGAIN, so wait first (one syscall saved).
+             * While the whole timeout is ahead (less 1 ms), a blocking
+             * recv() waits and reads in one syscall: its SO_RCVTIMEO ends
+             * it at most 1 ms and the kernel's rounding up (one tick) past
+             * the deadline, and then the loop finds the deadline passed */
             wait_first = 0;
-            if (cn->rcvtimeo_ns > 0 && deadline_ns - ck__now_ns() >= cn->rcvtimeo_ns - 1000000) {
-                /* the whole timeout is ahead (less 1 ms): a blocking recv()
-                 * waits and reads in one syscall, and its SO_RCVTIMEO ends it
-                 * at most 1 ms and the kernel's rounding up (one tick) past
-                 * the deadline; if it does, the loop below finds the
-                 * deadline passed */
-                n = recv(ctx->fd, buf, sizeof buf, 0);
-            } else {
+            block = cn->rcvtimeo_ns > 0 && deadline_ns - ck__now_ns() >= cn->rcvtimeo_ns - 1000000;
+            if (!block) {
                 int rev = ck__wait(ctx->fd, POLLIN, deadline_ns);
                 if (rev == 0)
                     return CK__FAIL_TIMEOUT;
                 if (rev < 0 || (rev & POLLNVAL))
                     return CK__FAIL_IO;
-                n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
             }
-        } else {
-            n = recv(ctx->fd, buf, sizeof buf, MSG_DONTWAIT);
         }
+        n = recv(ctx->fd, buf, sizeof buf, block ? 0 : MSG_DONTWAIT);
+        block = 0;
         if (n > 0) {
             got += (size_t)n;
             *received += (size_t)n;

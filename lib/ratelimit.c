@@ -241,29 +241,29 @@ static ck_status ck__rate_fallback(ck_client *c, ck_status st, const char *key, 
 /* ---- check and peek ---- */
 
 /* The script's reply: {allowed, rule, limit, remaining, retry_after_ms,
- * reset_after_ms}. */
-/* one: the rule of a check by ck__rate_log_script, whose admitted charge
- * replies the remaining count alone (else NULL) */
+ * reset_after_ms}, or, from a check by ck__rate_log_script of the rule
+ * `one` (else NULL), the remaining count alone when it admitted a charge. */
 static ck_status ck__rate_parse(const redisReply *r, const ck_rate_rule *one, ck_rate_result *out)
 {
     long long v[6];
 
     if (one != NULL && r->type == REDIS_REPLY_INTEGER) {
-        out->allowed = 1;
-        out->rule = -1;
-        out->limit = one->limit;
-        out->remaining = r->integer;
-        out->retry_after_ms = 0;
-        out->reset_after_ms = one->window_ms;
-        out->degraded = 0;
-        return CK_OK;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
-        return CK_E_PROTOCOL;
-    for (int i = 0; i < 6; i++) {
-        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+        /* allowed, no rule denied, the rule's limit, remaining, no wait,
+         * reset = the window the charge now lives in */
+        v[0] = 1;
+        v[1] = -1;
+        v[2] = one->limit;
+        v[3] = r->integer;
+        v[4] = 0;
+        v[5] = one->window_ms;
+    } else {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
             return CK_E_PROTOCOL;
-        v[i] = r->element[i]->integer;
+        for (int i = 0; i < 6; i++) {
+            if (r->element[i]->type != REDIS_REPLY_INTEGER)
+                return CK_E_PROTOCOL;
+            v[i] = r->element[i]->integer;
+        }
     }
     out->allowed = v[0] != 0;
     out->rule = (int)v[1];
