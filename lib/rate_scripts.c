@@ -7,7 +7,13 @@
  * GCRA fraction, '%.17g'); both exact, and '%d' is much cheaper than
  * letting redis.call() format a Lua number (%.17g through glibc's exact
  * printf: ~0.6 us per argument, measured). Never through tostring() or
- * `..`, whose %.14g would round.
+ * `..`, whose %.14g would round. Strings Redis hands back (TIME, members,
+ * hash fields) and ARGV become numbers by arithmetic (`s + 0`, `s * 1000`),
+ * not tonumber(): Lua 5.1's tonumber() converts its argument twice
+ * (lua_isnumber, then lua_tonumber: two strtod calls), and cost the log
+ * check ~8% of its Redis time (measured); a malformed string fails the
+ * script either way. tonumber() stays where nil is an answer (a missing
+ * hash field).
  *
  * The rate check evaluates every rule first and writes only if all of them
  * admit the cost, so one script call is all or nothing.
@@ -85,7 +91,7 @@
 /* now: Redis's clock, integer microseconds */
 #define CK__LUA_NOW \
     "local tm = redis.call('TIME')\n" \
-    "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"
+    "local now = tm[1] * 1000000 + tm[2]\n"
 
 #define CK__LUA_PRELUDE \
     "local floor, ceil, fmt = math.floor, math.ceil, string.format\n" \
@@ -113,8 +119,8 @@
     "  local t, tot, last, base, anchor = now, 0, 0, 0, false\n" \
     "  local nw = redis.call('ZRANGE', lk, '-1', '-1')[1]\n" \
     "  if nw then\n" \
-    "    local x, y = string.match(nw, '^(%d+):(%d+)$')\n" \
-    "    tot, last, anchor = tonumber(x), tonumber(y), nw\n" \
+    "    local j = string.find(nw, ':', 1, true)\n" \
+    "    tot, last, anchor = string.sub(nw, 1, j - 1) + 0, string.sub(nw, j + 1) + 0, nw\n" \
     "  end\n" \
     "  if t <= last then t = last + 1 end\n" \
     "  local cut = t - win\n" \
@@ -123,7 +129,7 @@
     "    else\n" \
     "      anchor = false\n" \
     "      local ex = redis.call('ZREVRANGEBYSCORE', lk, fmt('%d', cut), '-inf', 'LIMIT', '0', '1')[1]\n" \
-    "      if ex then base, anchor = tonumber(string.sub(ex, 1, string.find(ex, ':', 1, true) - 1)), ex end\n" \
+    "      if ex then base, anchor = string.sub(ex, 1, string.find(ex, ':', 1, true) - 1) + 0, ex end\n" \
     "    end\n" \
     "  end\n" \
     "  local used = tot - base\n" \
@@ -146,17 +152,17 @@
     "      local target = base + used + cost - lim\n" \
     "      local lo = redis.call('ZCOUNT', lk, '-inf', fmt('%d', cut))\n" \
     "      local e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
-    "      if tonumber(string.match(e, '^%d+')) < target then\n" \
+    "      if string.match(e, '^%d+') + 0 < target then\n" \
     "        local hi = redis.call('ZCARD', lk) - 1\n" \
     "        lo = lo + 1\n" \
     "        while lo < hi do\n" \
     "          local mid = floor((lo + hi) / 2)\n" \
     "          e = redis.call('ZRANGE', lk, fmt('%d', mid), fmt('%d', mid))[1]\n" \
-    "          if tonumber(string.match(e, '^%d+')) >= target then hi = mid else lo = mid + 1 end\n" \
+    "          if string.match(e, '^%d+') + 0 >= target then hi = mid else lo = mid + 1 end\n" \
     "        end\n" \
     "        e = redis.call('ZRANGE', lk, fmt('%d', lo), fmt('%d', lo))[1]\n" \
     "      end\n" \
-    "      wait = tonumber(string.match(e, ':(%d+)$')) + win - t\n" \
+    "      wait = string.match(e, ':(%d+)$') + win - t\n" \
     "    end\n" \
     "    rem = lim - used\n" \
     "  end\n" \
@@ -184,7 +190,7 @@
  * reset_after_ms}: a table of numbers costs Redis less than building the
  * same as a string with string.format (measured). */
 #define CK__LUA_RATE_HEAD \
-    "local mode, cost = ARGV[1], tonumber(ARGV[2])\n" \
+    "local mode, cost = ARGV[1], ARGV[2] + 0\n" \
     "local commit = mode == 'c' and cost > 0\n" \
     "local charge = 0\n" \
     "if mode == 'c' then charge = cost end\n" \
@@ -197,8 +203,8 @@
     "  local a, w, o, lim = string.match(ARGV[i + 2], '^(%d) (%d+) (%-?%d+) (%d+)$')\n" \
     "  if not a then return redis.error_reply('ERR cachekit: bad rule argument') end\n" \
     "  local sig = a .. ' ' .. w .. ' ' .. o\n" \
-    "  a, lim = tonumber(a), tonumber(lim)\n" \
-    "  local win, off = tonumber(w) * 1000, tonumber(o) * 60000000\n" \
+    "  a, lim = a + 0, lim + 0\n" \
+    "  local win, off = w * 1000, o * 60000000\n" \
     "  local hk, lk = KEYS[2 * i - 1], KEYS[2 * i]\n" \
     "  local t = now\n" \
     "  local ok, rem, wait, reset, job, st, fresh\n" \
@@ -219,11 +225,11 @@
     "  elseif a == 1 then\n" \
     /*   sliding window: previous bucket weighted by its overlap */ \
     "    local b = floor(t / win)\n" \
-    "    local cur, prev = 0, 0\n" \
+    "    local cur, prev, sb = 0, 0, false\n" \
     "    if not fresh then\n" \
-    "      local sb = tonumber(st[2])\n" \
-    "      if sb >= b then b, cur, prev = sb, tonumber(st[3]), tonumber(st[4])\n" \
-    "      elseif sb == b - 1 then prev = tonumber(st[3]) end\n" \
+    "      sb = st[2] + 0\n" \
+    "      if sb >= b then b, cur, prev = sb, st[3] + 0, st[4] + 0\n" \
+    "      elseif sb == b - 1 then prev = st[3] + 0 end\n" \
     "    end\n" \
     "    local el = t - b * win\n" \
     "    if el < 0 then el = 0 end\n" \
@@ -233,7 +239,7 @@
     "    if ok then\n" \
     "      rem = lim - carry - cur - charge\n" \
     "      local ttl = false\n" \
-    "      if fresh or tonumber(st[2]) ~= b then ttl = ceil(2 * win / 1000) + 1 end\n" \
+    "      if sb ~= b then ttl = ceil(2 * win / 1000) + 1 end\n" \
     "      job = {1, hk, sig, b, fmt('%d', cur + cost), prev, ttl}\n" \
     "      cur = cur + charge\n" \
     "    else\n" \
@@ -251,9 +257,9 @@
     /*   GCRA: burst = lim, emission interval win / lim; c = the key's expiry (us) */ \
     "    local ta, tf, exp = t, 0, 0\n" \
     "    if not fresh then\n" \
-    "      local sa = tonumber(st[2])\n" \
-    "      if sa >= t then ta, tf = sa, tonumber(st[3]) end\n" \
-    "      if st[4] then exp = tonumber(st[4]) end\n" \
+    "      local sa = st[2] + 0\n" \
+    "      if sa >= t then ta, tf = sa, st[3] + 0 end\n" \
+    "      if st[4] then exp = st[4] + 0 end\n" \
     "    end\n" \
     "    local x = tf + cost * win / lim\n" \
     "    local ip = floor(x)\n" \
@@ -276,12 +282,13 @@
     "  else\n" \
     /*   fixed and calendar windows */ \
     CK__LUA_BOUNDS \
-    "    local n = 0\n" \
-    "    if not fresh and tonumber(st[2]) == s then n = tonumber(st[3]) end\n" \
+    "    local n, ws = 0, false\n" \
+    "    if not fresh then ws = st[2] + 0 end\n" \
+    "    if ws == s then n = st[3] + 0 end\n" \
     "    ok = n + cost <= lim\n" \
     "    if ok then\n" \
     "      local ttl = false\n" \
-    "      if fresh or tonumber(st[2]) ~= s then ttl = ceil((e - t) / 1000) + 1 end\n" \
+    "      if ws ~= s then ttl = ceil((e - t) / 1000) + 1 end\n" \
     "      job = {1, hk, sig, s, fmt('%d', n + cost), false, ttl}\n" \
     "      n = n + charge\n" \
     "    elseif cost > lim then wait = -1\n" \
@@ -325,10 +332,10 @@
  * more than any other part of the check but the reads. Anything else
  * replies as the multi-rule script does. */
 #define CK__LUA_RATE_LOG_ONE \
-    "local cost = tonumber(ARGV[1])\n" \
+    "local cost = ARGV[1] + 0\n" \
     "local charge = cost\n" \
     CK__LUA_NOW \
-    "local lk, win, lim = KEYS[1], tonumber(ARGV[2]) * 1000, tonumber(ARGV[3])\n" \
+    "local lk, win, lim = KEYS[1], ARGV[2] * 1000, ARGV[3] + 0\n" \
     "local ok, rem, wait, reset, lt, lm, lp, lttl\n" \
     CK__LUA_LOG_RULE \
     "if not ok then\n" \
@@ -403,7 +410,7 @@ ck__script ck__slots_script = {
     "local z, h = KEYS[1], KEYS[2]\n"
     "local op, who = ARGV[1], ARGV[2]\n"
     "local tm = redis.call('TIME')\n"
-    "local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"
+    "local now = tm[1] * 1000000 + tm[2]\n"
     "local nows = string.format('%d', now)\n"
     "local gone = redis.call('ZRANGEBYSCORE', z, '-inf', nows)\n"
     "if #gone > 0 then\n"
@@ -413,13 +420,13 @@ ck__script ck__slots_script = {
     "local function keep()\n"
     "  local last = redis.call('ZRANGE', z, '-1', '-1', 'WITHSCORES')\n"
     "  if last[2] then\n"
-    "    local ttl = string.format('%d', math.ceil((tonumber(last[2]) - now) / 1000) + 1)\n"
+    "    local ttl = string.format('%d', math.ceil((last[2] - now) / 1000) + 1)\n"
     "    redis.call('PEXPIRE', z, ttl)\n"
     "    redis.call('PEXPIRE', h, ttl)\n"
     "  end\n"
     "end\n"
     "if op == 'a' then\n"
-    "  local max, stale = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "  local max, stale = ARGV[3] + 0, ARGV[4] + 0\n"
     "  local held = redis.call('ZSCORE', z, who)\n"
     "  local n = redis.call('ZCARD', z)\n"
     "  if held or n < max then\n"
@@ -432,7 +439,7 @@ ck__script ck__slots_script = {
     "    return {1, left, 0, stale}\n"
     "  end\n"
     "  local o = redis.call('ZRANGE', z, '0', '0', 'WITHSCORES')\n"
-    "  local w = math.ceil((tonumber(o[2]) - now) / 1000)\n"
+    "  local w = math.ceil((o[2] - now) / 1000)\n"
     "  return {0, 0, w, w}\n"
     "elseif op == 't' then\n"
     "  local stale = tonumber(redis.call('HGET', h, who))\n"
