@@ -3,7 +3,7 @@
  *
  * An L1 maps (scope, key) to a decoded value or an absence. It is split in
  * shards, each with its own hash table, second-chance list and reader slots
- * (a mutex per slot: a hit locks its thread's slot, a change all of them),
+ * (a lock per slot: a hit locks its thread's slot, a change all of them),
  * so a hit takes one lock no other core writes and touches no socket.
  * Entries are also indexed by key hash (the digest the Redis keys carry),
  * which is what invalidation messages name.
