@@ -94,7 +94,7 @@
     "local now = tm[1] * 1000000 + tm[2]\n"
 
 #define CK__LUA_PRELUDE \
-    "local floor, ceil, fmt = math.floor, math.ceil, string.format\n" \
+    "local floor, ceil, fmt, find, sub = math.floor, math.ceil, string.format, string.find, string.sub\n" \
     "local DAY = 86400000000\n"
 
 /* The sliding log is its sorted set alone: score = the entry's time
@@ -110,17 +110,19 @@
  * only ZADD.
  * CK__LUA_LOG_RULE is a block, not a function, so that the one-rule script
  * runs it inline (creating the closure and its upvalues on every call cost
- * Redis more than the call saves): from lk, win, lim and the script's now,
- * cost and charge it sets the caller's locals ok, rem, wait, reset and, when
- * ok, what CK__LUA_LOG_COMMIT writes: lt (the entry's time), lm (its
- * member), lp (the anchor to prune to, or false), lttl (ms, or false). */
+ * Redis more than the call saves): from lk, win, lim and the script's tm,
+ * now, cost and charge it sets the caller's locals ok, rem, wait, reset
+ * and, when ok, what CK__LUA_LOG_COMMIT writes: lt (the entry's time, a
+ * string: TIME's own digits when it is now, as a concatenation costs Redis
+ * less than string.format), lm (its member), lp (the anchor to prune to, or
+ * false), lttl (ms, or false). */
 #define CK__LUA_LOG_RULE \
     "do\n" \
     "  local t, tot, last, base, anchor = now, 0, 0, 0, false\n" \
     "  local nw = redis.call('ZRANGE', lk, '-1', '-1')[1]\n" \
     "  if nw then\n" \
-    "    local j = string.find(nw, ':', 1, true)\n" \
-    "    tot, last, anchor = string.sub(nw, 1, j - 1) + 0, string.sub(nw, j + 1) + 0, nw\n" \
+    "    local j = find(nw, ':', 1, true)\n" \
+    "    tot, last, anchor = sub(nw, 1, j - 1) + 0, sub(nw, j + 1) + 0, nw\n" \
     "  end\n" \
     "  if t <= last then t = last + 1 end\n" \
     "  local cut = t - win\n" \
@@ -129,7 +131,7 @@
     "    else\n" \
     "      anchor = false\n" \
     "      local ex = redis.call('ZREVRANGEBYSCORE', lk, fmt('%d', cut), '-inf', 'LIMIT', '0', '1')[1]\n" \
-    "      if ex then base, anchor = string.sub(ex, 1, string.find(ex, ':', 1, true) - 1) + 0, ex end\n" \
+    "      if ex then base, anchor = sub(ex, 1, find(ex, ':', 1, true) - 1) + 0, ex end\n" \
     "    end\n" \
     "  end\n" \
     "  local used = tot - base\n" \
@@ -138,10 +140,17 @@
     "  ok = used + cost <= lim\n" \
     "  if ok then\n" \
     "    if charge > 0 then reset = win end\n" \
-    "    local p = floor(lim / 8) + 1\n" \
-    "    lt, lm, lp, lttl = t, fmt('%d:%d', tot + cost, t), false, false\n" \
-    "    if anchor and floor((tot + cost) / p) > floor(tot / p) then lp = anchor end\n" \
-    "    if tot == 0 or floor(t / win) ~= floor(last / win) then lttl = ceil(2 * win / 1000) + 1 end\n" \
+    /*   x - x % p: x rounded down to a multiple of p, with no call */ \
+    "    local p = (lim - lim % 8) / 8 + 1\n" \
+    "    local ts\n" \
+    "    if t == now then\n" \
+    "      ts = tm[2]\n" \
+    "      if #ts < 6 then ts = sub('00000' .. ts, -6) end\n" \
+    "      ts = tm[1] .. ts\n" \
+    "    else ts = fmt('%d', t) end\n" \
+    "    lt, lm, lp, lttl = ts, fmt('%d:', tot + cost) .. ts, false, false\n" \
+    "    if anchor and (tot + cost) - (tot + cost) % p > tot - tot % p then lp = anchor end\n" \
+    "    if tot == 0 or t - t % win ~= last - last % win then lttl = ceil(2 * win / 1000) + 1 end\n" \
     "    rem, wait = lim - used - charge, 0\n" \
     "  else\n" \
     "    wait = -1\n" \
@@ -171,7 +180,7 @@
 
 #define CK__LUA_LOG_COMMIT \
     "if lp then redis.call('ZREMRANGEBYSCORE', lk, '-inf', '(' .. string.match(lp, ':(%d+)$')) end\n" \
-    "redis.call('ZADD', lk, fmt('%d', lt), lm)\n" \
+    "redis.call('ZADD', lk, lt, lm)\n" \
     "if lttl then redis.call('PEXPIRE', lk, fmt('%d', lttl)) end\n"
 
 /* The multi-rule script's view of the same: functions, called once per

@@ -664,6 +664,68 @@ START_TEST(one_log_rule_answers_as_the_general_script)
 }
 END_TEST
 
+/* The log's entries: member "<running total>:<time>" whose time is its
+ * score, strictly increasing. The script writes an entry's time from
+ * TIME's own strings (seconds, then the microseconds padded to six digits)
+ * when the entry is logged now, and formats it when the newest entry lies
+ * ahead of the clock (a log written by a server whose clock was ahead, as
+ * after a failover): then the entry goes one microsecond after it. 200
+ * checks put a microsecond count below 100 000, the padded case, among
+ * them but with a chance of 0.9^200. */
+START_TEST(sliding_log_entries_carry_their_score)
+{
+    ck_client *c = rate_client(ckt_shared_url(), CK_FAIL_OPEN, NULL);
+    const int N = 200;
+    ck_rate_result r;
+    char key[64], lk[96], member[64], score[32];
+    int64_t before, after, prev = 0, ahead;
+    unique_key(key, sizeof key, "logtime");
+    snprintf(lk, sizeof lk, "ck:r:{%s}:0:l", key);
+    before = server_time_us(ckt_shared_url());
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(check1(c, key, CK_RL_SLIDING_LOG, 1000, 3600000, 1, &r), CK_OK);
+        ck_assert_int_eq(r.allowed, 1);
+    }
+    after = server_time_us(ckt_shared_url());
+    const char *all[] = { "ZRANGE", lk, "0", "-1", "WITHSCORES", NULL };
+    redisReply *rep = ckt_cmd_at(ckt_shared_url(), all);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->elements, 2 * (size_t)N);
+    for (int i = 0; i < N; i++) {
+        const char *m = rep->element[2 * i]->str, *colon = strchr(m, ':');
+        int64_t t;
+        ck_assert_ptr_nonnull(colon);
+        ck_assert_int_eq(strtoll(m, NULL, 10), i + 1);
+        ck_assert_str_eq(colon + 1, rep->element[2 * i + 1]->str);
+        t = strtoll(colon + 1, NULL, 10);
+        ck_assert_int_ge(t, before);
+        ck_assert_int_le(t, after);
+        ck_assert_int_gt(t, prev);
+        prev = t;
+    }
+    freeReplyObject(rep);
+    /* an entry ahead of the clock, total 205 */
+    ahead = server_time_us(ckt_shared_url()) + 5000000;
+    snprintf(member, sizeof member, "%d:%" PRId64, N + 5, ahead);
+    snprintf(score, sizeof score, "%" PRId64, ahead);
+    const char *add[] = { "ZADD", lk, score, member, NULL };
+    ck_assert_int_eq(cmd_int(ckt_shared_url(), add), 1);
+    ck_assert_int_eq(check1(c, key, CK_RL_SLIDING_LOG, 1000, 3600000, 2, &r), CK_OK);
+    ck_assert_int_eq(r.allowed, 1);
+    ck_assert_int_eq(r.remaining, 1000 - (N + 5) - 2);
+    const char *newest[] = { "ZRANGE", lk, "-1", "-1", "WITHSCORES", NULL };
+    rep = ckt_cmd_at(ckt_shared_url(), newest);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->elements, 2);
+    snprintf(member, sizeof member, "%d:%" PRId64, N + 7, ahead + 1);
+    snprintf(score, sizeof score, "%" PRId64, ahead + 1);
+    ck_assert_str_eq(rep->element[0]->str, member);
+    ck_assert_str_eq(rep->element[1]->str, score);
+    freeReplyObject(rep);
+    ck_client_free(c);
+}
+END_TEST
+
 /* Sliding window: the previous bucket keeps weighing in the next one, and
  * its key lives two windows. */
 START_TEST(sliding_window_weighted_and_waits)
@@ -1353,6 +1415,7 @@ Suite *ckt_suite(void)
     tcase_add_test(tc, gcra_burst_and_refill);
     tcase_add_test(tc, sliding_log_retry_is_exact);
     tcase_add_test(tc, one_log_rule_answers_as_the_general_script);
+    tcase_add_test(tc, sliding_log_entries_carry_their_score);
     tcase_add_test(tc, sliding_window_weighted_and_waits);
     tcase_add_test(tc, calendar_resets_at_local_instant);
     tcase_add_test(tc, calendar_arithmetic_matches_libc);

@@ -834,9 +834,9 @@ START_TEST(scripts_are_pinned)
         { "lock_acquire", "204a116dc90e1ebd631ad69a14e2d74e08eb51ee", &ck__lock_acquire_script },
         { "lock_extend", "ec1a63aa32ebb77d4396c8d1df48157706d7979a", &ck__lock_extend_script },
         { "lock_release", "d90ba8d5e88fc42ea74c452eb5491e9ce3006cc6", &ck__lock_release_script },
-        { "rate_check", "2e815bc4d1637b6752364b2fc71c1ee2006a442e", &ck__rate_check_script },
-        { "rate_peek", "1004ef2f4f5001aeffd3d523bb6001395ae31938", &ck__rate_peek_script },
-        { "rate_log", "e12feb62993d13ad6bdf6f45934ed97398277de6", &ck__rate_log_script },
+        { "rate_check", "0b0488c26e6edd536de5f5c8c462fcc58a15b435", &ck__rate_check_script },
+        { "rate_peek", "fabc03dfb24406d47d802b9b2b89021e11953cd7", &ck__rate_peek_script },
+        { "rate_log", "56e1b7c7d1e5bf95ddfe847e3f415c0145edd288", &ck__rate_log_script },
         { "slots", "6144d494096ecba524fab6c869eea1f0198cad11", &ck__slots_script },
     };
     size_t npins = sizeof pins / sizeof pins[0];
