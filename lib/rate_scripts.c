@@ -3,8 +3,9 @@
  * Time: every script reads Redis's clock once with TIME, as integer
  * microseconds (< 2^53, exact in Lua's doubles); replies are milliseconds,
  * rounded up so that waiting that long is always enough. Numbers reach
- * Redis as strings made with string.format: '%d' for integers (all but the
- * GCRA fraction, '%.17g'); both exact, and '%d' is much cheaper than
+ * Redis as strings made with string.format (or, a log entry's time, joined
+ * from TIME's own strings): '%d' for integers (all but the GCRA fraction,
+ * '%.17g'); both exact, and '%d' is much cheaper than
  * letting redis.call() format a Lua number (%.17g through glibc's exact
  * printf: ~0.6 us per argument, measured). Never through tostring() or
  * `..`, whose %.14g would round. Strings Redis hands back (TIME, members,
